@@ -1,0 +1,1 @@
+"""DICOM reading (index, series grouping, geometry, pixels) and writing."""
