@@ -101,7 +101,7 @@ def read_volume_file(path: "Path | str", *, modality: Optional[str] = None) -> V
         warnings.append(
             LoadWarning(
                 "other",
-                f"{p.name}: the modality cannot be told from a {p.suffix or 'volume'} file; "
+                f"{p.name}: the modality cannot be told from a volume file; "
                 "say --modality ct or mr where it matters",
             )
         )
