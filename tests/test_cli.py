@@ -1,0 +1,61 @@
+"""The ``surgplan`` command as a user meets it: help, exit codes, JSON shape."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from surgplan.cli import TerminalProgress, main
+
+
+def test_help_everywhere(capsys):
+    for argv in (["--help"], ["inspect", "--help"], ["demo", "--help"], ["gui", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+        assert "usage: surgplan" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "inspect" in capsys.readouterr().out
+
+
+def test_inspect_missing_path_is_a_clear_error(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert "no such file or folder" in err and "missing" in err
+    assert "Traceback" not in err
+
+
+def test_inspect_folder_of_text_files_exits_nonzero_with_reasons(tmp_path, capsys):
+    for n in range(3):
+        (tmp_path / f"notes{n}.txt").write_text("not an image\n")
+    assert main(["inspect", "--json", str(tmp_path)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["series"] == []
+    assert len(out["skipped"]) == 3
+    assert all(s["reason"] for s in out["skipped"])
+    assert out["errors"] and "no series" in out["errors"][0]
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "surgplan", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.startswith("surgplan ")
+
+
+def test_progress_bar_waits_a_second_then_reports(monkeypatch):
+    import io
+
+    clock = iter([0.0, 0.5, 2.0, 2.1, 2.2])
+    monkeypatch.setattr("surgplan.cli.time.monotonic", lambda: next(clock))
+    buf = io.StringIO()
+    bar = TerminalProgress(stream=buf)
+    bar(0.1, "early")  # before the 1 s delay: silent
+    bar(0.5, "half")
+    bar(0.55, "still half")  # same decile in a log: not repeated
+    bar(1.0, "done")
+    assert buf.getvalue().splitlines() == ["   50% half", "  100% done"]
