@@ -31,6 +31,7 @@ WARNING_CODES = (
     "skipped-file",
     "resampled",
     "orientation",
+    "clipped-values",
     "other",
 )
 
