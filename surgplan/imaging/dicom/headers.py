@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
+from pydicom.multival import MultiValue
 
 #: DICOM tags (as ints) of the pixel data elements; their presence is what
 #: makes a file an image.
@@ -153,7 +154,7 @@ def text(ds: Any, keyword: str, default: str = "") -> str:
     value = ds.get(keyword, None)
     if value is None:
         return default
-    if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+    if isinstance(value, (MultiValue, list, tuple)):
         value = "\\".join(str(v) for v in value)
     return str(value).strip()
 

@@ -88,7 +88,9 @@ class Series:
     geometry : StackGeometry
         Sorted order, target grid, spacing, tilt and geometry warnings.
     warnings : tuple of LoadWarning
-        ``empty-uid`` (if any) followed by the geometry warnings.
+        Series-level findings: ``empty-uid``, a split UID, a mosaic.  The
+        geometry's own warnings are in ``geometry.warnings``; :attr:`all_warnings`
+        joins both.
     """
 
     uid: str
@@ -107,6 +109,13 @@ class Series:
     def n_slices(self) -> int:
         """Number of slices/frames that will be used (duplicates excluded)."""
         return len(self.geometry.order)
+
+    num_slices = n_slices
+
+    @property
+    def all_warnings(self) -> tuple:
+        """Series-level warnings followed by the geometry warnings."""
+        return tuple(self.warnings) + tuple(self.geometry.warnings)
 
     @property
     def spacing_mm(self) -> tuple:
@@ -146,7 +155,7 @@ class Series:
             "slices": self.n_slices,
             "spacing_mm": [round(s, 4) for s in self.spacing_mm],
             "orientation": [round(v, 5) for v in self.orientation],
-            "warnings": [w.as_dict() for w in self.warnings],
+            "warnings": [w.as_dict() for w in self.all_warnings],
         }
 
 
@@ -569,7 +578,6 @@ def _make_series(key: tuple, members: list, number: int, n_parts: int) -> Series
             "ImageType says MOSAIC: each image may tile several slices (Siemens mosaic); "
             "it is loaded as one 2D image, not split into slices",
         ))
-    warnings.extend(geometry.warnings)
     return Series(
         uid=uid,
         uid_synthesised=synthesised,

@@ -91,7 +91,7 @@ def load_series(
         clipped = _resample_into(array, slices, geom, ct, cancel, report)
     report(1.0, f"Loaded {nk} slices")
 
-    warnings = list(series.warnings)
+    warnings = list(series.all_warnings)
     if clipped:
         info = np.iinfo(dtype)
         warnings.append(LoadWarning(
