@@ -37,7 +37,8 @@ from surgplan.core.progress import CancelToken, ProgressCallback, check
 from surgplan.imaging.dicom import headers as hdr
 from surgplan.imaging.dicom.enhanced import frame_headers
 from surgplan.imaging.dicom.geometry import StackGeometry, analyse_stack, slice_normal
-from surgplan.imaging.dicom.headers import PIXEL_DATA_TAGS, PixelFormat, SliceHeader
+from surgplan.imaging.dicom.headers import PixelFormat, SliceHeader
+from surgplan.imaging.dicom.pixelcheck import peek_pixel_data
 from surgplan.imaging.dicom.sopclasses import (
     ENHANCED_SOP_CLASSES,
     VOLUME_SOP_CLASSES,
@@ -48,11 +49,6 @@ from surgplan.imaging.volume import ImageMetadata, LoadWarning
 #: Values longer than this (bytes) are not read while indexing (private blobs,
 #: icons, overlays); only their position in the file is remembered.
 DEFER_SIZE = 1024
-
-_DEFLATED = "1.2.840.10008.1.2.1.99"
-_SEQ_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UR", b"UT", b"UN", b"SV",
-             b"UV"}
 
 
 @dataclass(frozen=True)
@@ -251,7 +247,7 @@ def _read_file(path: Path) -> _FileInfo:
             ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=DEFER_SIZE)
             meta = getattr(ds, "file_meta", None)
             ts = hdr.text(meta, "TransferSyntaxUID") if meta is not None else ""
-            pixel_state = _peek_pixel_data(fp, ds, size, ts)
+            pixel_state = peek_pixel_data(fp, ds, size, ts)
     except InvalidDicomError:
         raise _Skip("not a DICOM file (no 'DICM' marker after the 128-byte preamble and no "
                     "file meta header)") from None
@@ -268,70 +264,6 @@ def _read_file(path: Path) -> _FileInfo:
         return _classify(ds, label, ts, pixel_state)
     except ValueError as exc:
         raise _Skip(f"has an unusable header value: {exc}") from None
-
-
-def _peek_pixel_data(fp, ds, size: int, ts: str) -> str:
-    """Look at the element where reading stopped: 'ok', 'none' or a truncation reason.
-
-    ``dcmread(..., stop_before_pixels=True)`` leaves the file positioned at the
-    start of the pixel data element, so its tag and length can be checked
-    against the file size without reading the pixels.
-    """
-    if ts == _DEFLATED:
-        return "ok"  # the stream position is inside zlib data; decoding will tell
-    implicit, little = ds.original_encoding
-    if implicit is None:
-        implicit, little = ts == "1.2.840.10008.1.2", ts != "1.2.840.10008.1.2.2"
-    start = fp.tell()
-    head = fp.read(12)
-    if len(head) < 8:
-        return "none"
-    endian = "<" if little else ">"
-    group, elem = struct.unpack(endian + "HH", head[:4])
-    if (group << 16 | elem) not in PIXEL_DATA_TAGS:
-        return "none"
-    if implicit:
-        length, header_len = struct.unpack(endian + "I", head[4:8])[0], 8
-    elif head[4:6] in _LONG_VRS:
-        if len(head) < 12:
-            return "truncated: the file ends inside the pixel data element header"
-        length, header_len = struct.unpack(endian + "I", head[8:12])[0], 12
-    else:
-        length, header_len = struct.unpack(endian + "H", head[6:8])[0], 8
-    remaining = size - (start + header_len)
-    if length == 0xFFFFFFFF:
-        return _walk_fragments(fp, start + header_len, size)
-    if length == 0:
-        return "none"
-    if length > remaining:
-        return (f"truncated: the pixel data element needs {length} bytes but only "
-                f"{remaining} remain in the file")
-    return "ok"
-
-
-def _walk_fragments(fp, offset: int, size: int) -> str:
-    """Check that encapsulated pixel data is complete by hopping over its items.
-
-    Each item header (8 bytes) gives the item's length, so the walk seeks
-    instead of reading pixels; a fragment reaching past the end of the file,
-    or a missing sequence delimiter, means the file was cut short.
-    """
-    while True:
-        fp.seek(offset)
-        item = fp.read(8)
-        if len(item) < 8:
-            return ("truncated: the compressed pixel data ends without its sequence "
-                    "delimiter (the file was cut short)")
-        tag = item[:4]
-        if tag == _SEQ_DELIMITER_LE[:4]:
-            return "ok"
-        if tag != b"\xfe\xff\x00\xe0":
-            return "truncated: the compressed pixel data is malformed (no item tag where expected)"
-        length = struct.unpack("<I", item[4:8])[0]
-        offset += 8 + length
-        if offset > size:
-            return (f"truncated: a compressed fragment needs {length} bytes but the file "
-                    "ends before that")
 
 
 def _classify(ds, label: str, ts: str, pixel_state: str) -> _FileInfo:

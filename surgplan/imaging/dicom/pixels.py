@@ -46,6 +46,7 @@ from surgplan.core.errors import (
     UnsupportedCodecError,
 )
 from surgplan.imaging.dicom.headers import PixelFormat, SliceHeader
+from surgplan.imaging.dicom.pixelcheck import DEFLATED, file_pixel_state
 
 #: What to install when a compressed transfer syntax cannot be decoded.
 INSTALL_HINT = (
@@ -124,12 +125,16 @@ def decode_stored(header: SliceHeader) -> np.ndarray:
     pix = header.pixel
     check_decodable(pix.transfer_syntax_uid, header.label)
     try:
-        if pix.transfer_syntax_uid:
+        if pix.transfer_syntax_uid and pix.transfer_syntax_uid != DEFLATED:
+            # Reads only this frame's bytes from the file (no dataset copy).
             arr = pydicom.pixels.pixel_array(header.path, index=header.frame_index)
         else:
-            arr = _decode_without_transfer_syntax(header)
+            arr = _decode_from_dataset(header)
     except DicomImportError:
         raise
+    except FileNotFoundError as exc:
+        raise DicomImportError(f"{header.path} has disappeared since it was indexed: {exc}; "
+                               "index the folder again") from exc
     except InvalidDicomError as exc:
         raise NotDicomError(f"{header.path} is not a DICOM file: {exc}") from exc
     except (EOFError, struct.error) as exc:
@@ -143,6 +148,10 @@ def decode_stored(header: SliceHeader) -> np.ndarray:
         raise DicomImportError(f"{header.label}: could not decode pixel data: {exc}") from exc
     except (ValueError, RuntimeError, NotImplementedError, OSError) as exc:
         text = str(exc)
+        state = _pixel_state_or_unknown(header.path)
+        if state.startswith("truncated"):
+            raise TruncatedFileError(_truncated_message(header, state[len("truncated: "):])) \
+                from exc
         if re.search(r"less than expected|truncat|end of (the )?file|insufficient", text, re.I):
             raise TruncatedFileError(_truncated_message(header, text)) from exc
         if re.search(r"plugin|missing (required )?dependenc|no (available )?decoder", text, re.I):
@@ -164,19 +173,30 @@ def _truncated_message(header: SliceHeader, detail: str) -> str:
             "interrupted — copy the series again from its source")
 
 
-def _decode_without_transfer_syntax(header: SliceHeader) -> np.ndarray:
-    """Decode a file whose meta header lacks TransferSyntaxUID.
+def _pixel_state_or_unknown(path: str) -> str:
+    try:
+        return file_pixel_state(path)
+    except Exception:  # diagnosis only; the original decoding error is reported
+        return "unknown"
 
-    pydicom parsed the dataset, so it knows how the dataset was encoded; for
-    native (uncompressed) pixel data that encoding is the transfer syntax, and
-    decoding can proceed.  Encapsulated pixel data cannot be guessed.
+
+def _decode_from_dataset(header: SliceHeader) -> np.ndarray:
+    """Decode via a fully read dataset: deflated files, or no TransferSyntaxUID.
+
+    Deflated files must be inflated as a whole, so frame-wise reading from the
+    file does not apply.  For a file whose meta header lacks
+    TransferSyntaxUID, pydicom still parsed the dataset and knows how it was
+    encoded; for native (uncompressed) pixel data that encoding is the transfer
+    syntax, so decoding can proceed.  Encapsulated pixel data cannot be guessed.
     """
     ds = pydicom.dcmread(header.path)
-    elem = ds.get("PixelData", None)
-    if elem is None:
+    if "PixelData" not in ds:
         raise MissingPixelDataError(
             f"{header.label} has no pixel data element; re-export the images"
         )
+    if header.pixel.transfer_syntax_uid:
+        return pydicom.pixels.pixel_array(ds, index=header.frame_index)
+    elem = ds["PixelData"]
     if elem.is_undefined_length:
         raise UnsupportedCodecError(
             f"{header.label}: the file meta has no TransferSyntaxUID and the pixel data "
@@ -189,9 +209,7 @@ def _decode_without_transfer_syntax(header: SliceHeader) -> np.ndarray:
         else pydicom.uid.ExplicitVRLittleEndian if little
         else pydicom.uid.ExplicitVRBigEndian
     )
-    if header.frame_index is not None:
-        return pydicom.pixels.pixel_array(ds, index=header.frame_index)
-    return ds.pixel_array
+    return pydicom.pixels.pixel_array(ds, index=header.frame_index)
 
 
 def correct_bits(arr: np.ndarray, pix: PixelFormat) -> np.ndarray:
