@@ -45,6 +45,8 @@ __all__ = [
     "RootLandmarks",
     "make_phantom",
     "mr_volume",
+    "write_demo",
+    "structure_table",
     "PART_NAMES",
     "TISSUES",
 ]
@@ -533,4 +535,65 @@ def voxel_index(case: PhantomCase, point_lps) -> Tuple[int, int, int]:
     return int(k), int(j), int(i)
 
 
-_ = Dict  # typing re-export guard
+def write_demo(
+    out_dir,
+    spec: Optional[PhantomSpec] = None,
+    *,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> Dict[str, object]:
+    """Write the demo case: CT and MR DICOM series plus the ground truth.
+
+    Layout of ``out_dir``::
+
+        ct/IM00001.dcm …            CT series (arterial phase unless spec.contrast is False)
+        mr/IM00001.dcm …            T2 MR series, same study and frame of reference
+        truth-labels.nii.gz         label map (SimpleITK; physical space LPS, stored as NIfTI)
+        truth-labels.json           [{"value", "name", "kind"}, …]
+        truth-landmarks.json        :meth:`Landmarks.as_dict`
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Created if missing.
+    spec : PhantomSpec, optional
+        Default ``PhantomSpec()``.
+    progress, cancel
+        Progress callback and cancellation token.
+
+    Returns
+    -------
+    dict
+        ``{"ct": [paths], "mr": [paths], "labels": path, "label_table": path,
+        "landmarks": path, "case": PhantomCase}``.
+    """
+    import json
+    from pathlib import Path
+
+    import SimpleITK as sitk
+
+    from surgplan.imaging.dicom.writer import write_series
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    case = make_phantom(spec, progress=SubProgress(progress, 0.0, 0.5), cancel=cancel)
+    check(cancel)
+    ct_files = write_series(case.ct, out / "ct", modality="CT",
+                            progress=SubProgress(progress, 0.5, 0.7), cancel=cancel)
+    if progress:
+        progress(0.7, "phantom: MR")
+    mr = mr_volume(case)
+    check(cancel)
+    mr_files = write_series(mr, out / "mr", modality="MR",
+                            progress=SubProgress(progress, 0.75, 0.95), cancel=cancel)
+    lab = case.ct.replace(array=case.labels).to_sitk()
+    labels_path = out / "truth-labels.nii.gz"
+    sitk.WriteImage(lab, str(labels_path), True)
+    table_path = out / "truth-labels.json"
+    table_path.write_text(json.dumps(structure_table(case), indent=1))
+    lm_path = out / "truth-landmarks.json"
+    lm_path.write_text(json.dumps(case.landmarks.as_dict(), indent=1))
+    if progress:
+        progress(1.0, "demo case written")
+    return {"ct": ct_files, "mr": mr_files, "labels": labels_path, "label_table": table_path,
+            "landmarks": lm_path, "case": case}
