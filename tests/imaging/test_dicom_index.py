@@ -159,3 +159,11 @@ def test_index_reads_no_pixels(tmp_path, monkeypatch):
     idx = index_files(paths)
     assert idx.series[0].n_slices == 3
     assert np.allclose(idx.series[0].geometry.ijk_to_lps[:3, 3], (-10, -12, -10))
+
+
+def test_ultrasound_multiframe_is_skipped_as_not_volume_imaging(tmp_path):
+    path = syn.write_slice(tmp_path / "us.dcm", position=(0, 0, 0), modality="US",
+                           sop_class="1.2.840.10008.5.1.4.1.1.3.1", intercept=0.0)
+    idx = index_files([path])
+    assert idx.series == []
+    assert "ultrasound" in idx.skipped[0].reason and "not volume imaging" in idx.skipped[0].reason

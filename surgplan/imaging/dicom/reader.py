@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from pydicom.uid import UID
 from scipy import ndimage
 
 from surgplan.core.progress import CancelToken, ProgressCallback, check
@@ -26,6 +27,13 @@ from surgplan.imaging.dicom.pixels import (
     stored_to_values,
 )
 from surgplan.imaging.volume import LoadWarning, Volume
+
+#: Transfer syntaxes whose compression loses information (JPEG baseline and
+#: extended, JPEG-LS near-lossless, JPEG 2000 lossy, HTJ2K lossy).
+LOSSY_TRANSFER_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.203",
+}
 
 #: Value given to resampled voxels outside every original slice: air for CT.
 CT_OUTSIDE_HU = -1024
@@ -98,6 +106,14 @@ def load_series(
             "clipped-values",
             f"{clipped} voxel values fell outside the {dtype} range "
             f"[{info.min}, {info.max}] after rescaling and were clipped to it",
+        ))
+    lossy = sorted({s.pixel.transfer_syntax_uid for s in slices} & LOSSY_TRANSFER_SYNTAXES)
+    if lossy:
+        names = ", ".join(UID(u).name for u in lossy)
+        warnings.append(LoadWarning(
+            "other",
+            f"the pixel data is lossy-compressed ({names}): values are approximations of "
+            "the original scan; measure densities with care",
         ))
     if any(s.pixel.photometric == "MONOCHROME1" for s in slices):
         warnings.append(LoadWarning(
