@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import numpy as np
 import pydicom
@@ -124,12 +125,60 @@ def decode_stored(header: SliceHeader) -> np.ndarray:
     """
     pix = header.pixel
     check_decodable(pix.transfer_syntax_uid, header.label)
-    try:
+    with decoding_errors(header):
         if pix.transfer_syntax_uid and pix.transfer_syntax_uid != DEFLATED:
             # Reads only this frame's bytes from the file (no dataset copy).
             arr = pydicom.pixels.pixel_array(header.path, index=header.frame_index)
         else:
             arr = _decode_from_dataset(header)
+    return _checked(arr, header)
+
+
+def iter_file_frames(frames: list) -> Iterator[tuple]:
+    """Decode several frames of one multi-frame file in a single pass over it.
+
+    Decoding frame by frame with :func:`decode_stored` would parse the file's
+    header (with its per-frame functional groups) once per frame; this reads
+    it once and yields frames in file order.
+
+    Parameters
+    ----------
+    frames : list of SliceHeader
+        Frames of one file (same ``path``), in any order.
+
+    Yields
+    ------
+    (SliceHeader, numpy.ndarray)
+        Each frame with its stored values, as :func:`decode_stored` returns them.
+    """
+    by_index = {h.frame_index: h for h in frames}
+    first = frames[0]
+    check_decodable(first.pixel.transfer_syntax_uid, first.label)
+    order = sorted(by_index)
+    if not first.pixel.transfer_syntax_uid or first.pixel.transfer_syntax_uid == DEFLATED:
+        for f in order:
+            yield by_index[f], decode_stored(by_index[f])
+        return
+    with decoding_errors(first):
+        for f, arr in zip(order, pydicom.pixels.iter_pixels(first.path, indices=order)):
+            yield by_index[f], _checked(arr, by_index[f])
+
+
+def _checked(arr: np.ndarray, header: SliceHeader) -> np.ndarray:
+    pix = header.pixel
+    if arr.ndim != 2 or arr.shape != (pix.rows, pix.columns):
+        raise DicomImportError(
+            f"{header.label}: decoded pixel array has shape {arr.shape}, expected "
+            f"({pix.rows}, {pix.columns}) grey-scale; colour or malformed image"
+        )
+    return correct_bits(arr, pix)
+
+
+@contextmanager
+def decoding_errors(header: SliceHeader):
+    """Turn pydicom's decoding exceptions into SurgPlan errors naming the file."""
+    try:
+        yield
     except DicomImportError:
         raise
     except FileNotFoundError as exc:
@@ -160,12 +209,6 @@ def decode_stored(header: SliceHeader) -> np.ndarray:
             f"{header.label}: could not decode pixel data ({type(exc).__name__}: {text}); "
             "the file may be corrupt — try re-exporting it"
         ) from exc
-    if arr.ndim != 2 or arr.shape != (pix.rows, pix.columns):
-        raise DicomImportError(
-            f"{header.label}: decoded pixel array has shape {arr.shape}, expected "
-            f"({pix.rows}, {pix.columns}) grey-scale; colour or malformed image"
-        )
-    return correct_bits(arr, pix)
 
 
 def _truncated_message(header: SliceHeader, detail: str) -> str:

@@ -23,6 +23,7 @@ from surgplan.imaging.dicom.pixels import (
     check_decodable,
     decode_stored,
     is_ct,
+    iter_file_frames,
     output_dtype,
     stored_to_values,
 )
@@ -89,12 +90,17 @@ def load_series(
     clipped = 0
 
     if not geom.resample:
-        for k, s in enumerate(slices):
-            check(cancel)
-            report(k / nk, f"Decoding slice {k + 1}/{nk}")
-            _, n_clip = stored_to_values(decode_stored(s), s, dtype,
-                                         invert_monochrome1=not ct, out=array[k])
-            clipped += n_clip
+        done = 0
+        for k_list in _by_file(slices):
+            planes = (zip(k_list, (decode_stored(slices[k_list[0]]),)) if len(k_list) == 1
+                      else _frames_of_file(slices, k_list))
+            for k, stored in planes:
+                check(cancel)
+                report(done / nk, f"Decoding slice {done + 1}/{nk}")
+                _, n_clip = stored_to_values(stored, slices[k], dtype,
+                                             invert_monochrome1=not ct, out=array[k])
+                clipped += n_clip
+                done += 1
     else:
         clipped = _resample_into(array, slices, geom, ct, cancel, report)
     report(1.0, f"Loaded {nk} slices")
@@ -130,6 +136,21 @@ def load_series(
         warnings=tuple(warnings),
         source=series.source,
     )
+
+
+def _by_file(slices: list) -> list:
+    """Slice positions (k) grouped by file, files in order of their first k."""
+    groups: dict = {}
+    for k, s in enumerate(slices):
+        groups.setdefault(s.path, []).append(k)
+    return list(groups.values())
+
+
+def _frames_of_file(slices: list, k_list: list):
+    """(k, stored) for the frames of one multi-frame file, read in one pass."""
+    k_of = {slices[k].frame_index: k for k in k_list}
+    for header, stored in iter_file_frames([slices[k] for k in k_list]):
+        yield k_of[header.frame_index], stored
 
 
 def _resample_into(array, slices, geom, ct, cancel, report) -> int:
