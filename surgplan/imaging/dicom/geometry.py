@@ -352,7 +352,7 @@ def _spacing_warnings(steps, step_med, tol, d_abs, slices, kept, warnings) -> No
             "the gap is filled by interpolation",
         ))
     others = steps[~is_gap]
-    if others.size and float(np.ptp(others)) > tol or (is_gap.any() and others.size == 0):
+    if others.size and float(np.ptp(others)) > tol:
         warnings.append(LoadWarning(
             "irregular-spacing",
             f"the distance between slices varies from {float(np.min(steps)):.2f} to "
