@@ -531,9 +531,11 @@ def _paint_discs(cv: Canvas, lay: Layout) -> None:
 def _paint_spine(cv: Canvas, lay: Layout) -> None:
     for nm in lay.order:
         paint_vertebra(cv, lay, lay.vertebrae[nm])
+    verts = [cv.value[nm] for nm in lay.order]
     for name, pts in lay.ribs.items():
+        # the rib head abuts the vertebra; it never takes over its voxels
         _paint_tube(cv, name, pts, [[5.5, 8.0]] * len(pts), T["cancellous bone"],
-                    hint=(0, 0, 1), step=4.0)
+                    hint=(0, 0, 1), step=4.0, protect=lambda sl: np.isin(cv.labels[sl], verts))
     # sacroiliac joints: keep a thin gap between the sacrum and the ilium
     s1v = cv.value["S1"]
     for side in SIDES:
