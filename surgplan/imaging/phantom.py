@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from surgplan.core.progress import CancelToken, ProgressCallback, SubProgress, check
 from surgplan.imaging import phantom_anatomy as anat
-from surgplan.imaging.phantom_paint import PART_NAMES, TISSUES, T, paint_all, vertebra_distance
+from surgplan.imaging.phantom_paint import PART_NAMES, TISSUES, paint_all, vertebra_distance
 from surgplan.imaging.phantom_shapes import Grid
 from surgplan.imaging.structures import kind_of
 from surgplan.imaging.volume import ImageMetadata, Volume
@@ -114,7 +114,8 @@ class PhantomSpec:
     def __post_init__(self) -> None:
         sp = tuple(float(s) for s in self.spacing_mm)
         if len(sp) != 3 or min(sp) <= 0.1 or max(sp) > 10:
-            raise ValueError(f"spacing_mm must be three values in (0.1, 10] mm, got {self.spacing_mm}")
+            raise ValueError(
+                f"spacing_mm must be three values in (0.1, 10] mm, got {self.spacing_mm}")
         object.__setattr__(self, "spacing_mm", sp)
         if self.noise_hu < 0:
             raise ValueError(f"noise_hu must be ≥ 0, got {self.noise_hu}")
@@ -388,7 +389,8 @@ def _landmarks(lay: anat.Layout) -> Landmarks:
                                       d["lordosis_deg"]) for d in lay.discs}
     kambin = {k: KambinTriangle(k[0], k[1], v["corners"], v["inscribed_diameter_mm"])
               for k, v in lay.kambin.items()}
-    roots = {k: RootLandmarks(k, r["points"].copy(), r["diameter_mm"]) for k, r in lay.roots.items()}
+    roots = {k: RootLandmarks(k, r["points"].copy(), r["diameter_mm"])
+             for k, r in lay.roots.items()}
     return Landmarks(
         vertebrae=MappingProxyType(verts), discs=MappingProxyType(discs),
         kambin=MappingProxyType(kambin), roots=MappingProxyType(roots),

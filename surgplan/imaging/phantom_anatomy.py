@@ -15,7 +15,7 @@ patient's left, ``v`` posterior (through the canal), ``w`` superior
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -32,13 +32,15 @@ _LUMBAR = {
     "width": [36.0, 39.0, 41.5, 44.0, 46.0],
     # body depth: discs L1/2 → L4/5 30.2 → 33.1 mm, L5 35.7 mm (Cook & Baker 2021)
     "depth": [30.0, 31.0, 32.0, 33.1, 35.7],
-    # body height ≈ 25–30 mm; L5 anterior 30.3 / posterior 26.3 → mean 28.3 (Cook & Baker 2021)
+    # body height ≈ 25–30 mm; L5 anterior 30.3 / posterior 26.3 → mean 28.3
+    # (Cook & Baker 2021)
     "height": [26.0, 27.0, 28.0, 28.0, 28.3],
     # pedicle isthmus width L1 ≈ 8 → L5 ≈ 16 mm (Torun 2008; Cook & Baker 2021)
     "ped_width": [8.0, 9.0, 10.5, 12.5, 16.0],
     # pedicle height ≈ 13–15 mm (Cook & Baker 2021)
     "ped_height": [15.0, 15.0, 14.5, 14.0, 14.0],
-    # pedicle medial angle, ≈ 5° per level, L4 ≈ 15°, L5 ≈ 20–24° (CT controls 2022; Dickman 1992)
+    # pedicle medial angle, ≈ 5° per level, L4 ≈ 15°, L5 ≈ 20–24°
+    # (CT controls 2022; Dickman 1992)
     "ped_angle": [5.0, 8.0, 11.0, 15.0, 20.0],
     # canal width = interpedicular distance L1 ≈ 21–23 → L5 ≈ 26–27 mm (dry bone);
     # L5 canal width 28.2 ± 3.1 mm (Cook & Baker 2021)
@@ -85,7 +87,7 @@ ROOT_ANGLE_DEG = 51.0
 FACET_GAP_MM = 1.5
 #: Sacroiliac joint space.
 SI_GAP_MM = 2.0
-#: Aortic radius (≈ 20 mm diameter in the lumbar aorta) and gap to the disc ≈ 1–3 mm (Kot 2022).
+#: Aortic radius (≈ 20 mm lumbar aortic diameter) and gap to the disc ≈ 1–3 mm (Kot 2022).
 AORTA_RADIUS_MM = 10.0
 AORTA_GAP_MM = 2.0
 
@@ -509,7 +511,8 @@ def _place_pelvis_and_organs(lay: Layout) -> None:
         top[2] = z_crest
         lay.crest_top[side] = top
         lay.ilium_center[side] = s1.to_lps([s * 30.0, -20.0, 0.0])
-    # kidneys ≈ 10 × 5 × 3 cm; left ≈ T11–L2, right 1–2.5 cm lower; hilum ≈ 5 cm from midline
+    # kidneys ≈ 10 × 5 × 3 cm; left ≈ T11–L2, right 1–2.5 cm lower;
+    # hilum ≈ 5 cm from the midline (anatomy texts)
     l1 = vs["L1"]
     for side in SIDES:
         s = SIDE_SIGN[side]
@@ -601,6 +604,3 @@ def lordosis_deg(lay: Layout, top: str = "T12", bottom: str = "S1") -> float:
     b = lay.vertebrae[bottom].frame.axes[2]
     return float(np.degrees(np.arccos(np.clip(np.dot(a, b), -1, 1))))
 
-
-def optional(x) -> Optional[np.ndarray]:
-    return None if x is None else np.asarray(x, float)

@@ -9,7 +9,7 @@ its own bounding box (:meth:`Grid.block`).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 from scipy import ndimage
@@ -27,7 +27,6 @@ from surgplan.imaging.phantom_anatomy import (
 from surgplan.imaging.phantom_shapes import (
     Grid,
     frame_bounds,
-    paint,
     polyline_bounds,
     relative,
     resample_polyline,
@@ -145,7 +144,7 @@ def vertebra_fields(v: VertebraSpec, lay: Layout, u, w_v, w):
     box = superellipse(u, w + 3.5, half_u, H / 2 + 1.0, 4.0)
     out.append((P["lamina"], np.maximum(np.abs(vv - vl) - lam / 2, box)))
     # spinous process: a hatchet-shaped plate sloping down as it runs back
-    v0 = D / 2 + cd + 2.0
+    v0 = D / 2 + cd - 1.0  # starts inside the laminar roof so the two blend
     v1 = D / 2 + cd + lam + v.sp_length
     slope = 0.55 if v.kind == "thoracic" else 0.2
     wc = -4.0 - slope * np.maximum(vv - v0, 0)
@@ -198,8 +197,8 @@ def paint_vertebra(cv: Canvas, lay: Layout, v: VertebraSpec) -> None:
     if v.kind == "sacrum":
         ext_u = 60.0
     lo = [-ext_u, -v.depth / 2 - 4, -v.height / 2 - (92.0 if v.kind == "sacrum" else 20.0)]
-    hi = [ext_u, v.depth / 2 + v.canal_ap + 6 + v.sp_length + 14 + (30 if v.kind == "sacrum" else 0),
-          v.height / 2 + 40.0]
+    back = v.depth / 2 + v.canal_ap + 6 + v.sp_length + 14 + (30 if v.kind == "sacrum" else 0)
+    hi = [ext_u, back, v.height / 2 + 40.0]
     blk = cv.grid.block(*frame_bounds(v.frame, lo, hi))
     if blk is None:
         return
@@ -373,11 +372,12 @@ def _paint_bowel(cv: Canvas, lay: Layout) -> None:
     loops = []
     zl1 = vs["L1"].frame.origin[2]
     # colon: ascending (right), transverse, descending (left), sigmoid
-    loops.append(("colon", 21.0, np.array([[-105, y_front - 5, z_bot + 25], [-108, y_front - 10, z_top],
-                                            [-80, y_ant + 45, zl1 - 5], [0, y_ant + 40, zl1 - 25],
-                                            [80, y_ant + 45, zl1 - 5], [108, y_front, zl1]])))
-    loops.append(("colon", 18.0, np.array([[108, y_front, zl1], [105, y_front - 5, z_bot + 40],
-                                            [60, y_front - 40, z_bot + 5], [10, y_front - 10, z_bot]])))
+    loops.append(("colon", 21.0, np.array([
+        [-105, y_front - 5, z_bot + 25], [-108, y_front - 10, z_top], [-80, y_ant + 45, zl1 - 5],
+        [0, y_ant + 40, zl1 - 25], [80, y_ant + 45, zl1 - 5], [108, y_front, zl1]])))
+    loops.append(("colon", 18.0, np.array([
+        [108, y_front, zl1], [105, y_front - 5, z_bot + 40], [60, y_front - 40, z_bot + 5],
+        [10, y_front - 10, z_bot]])))
     for _ in range(30):
         c = np.array([rng.uniform(-70, 70), rng.uniform(y_ant + 35, y_front - 15),
                       rng.uniform(z_bot + 10, z_top - 20)])

@@ -254,7 +254,8 @@ def frame_bounds(frame: Frame, lo_uvw, hi_uvw):
     """LPS box enclosing a local box of a frame."""
     lo = np.asarray(lo_uvw, float)
     hi = np.asarray(hi_uvw, float)
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    corners = np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     pts = frame.to_lps(corners)
     return pts.min(axis=0), pts.max(axis=0)
 

@@ -284,8 +284,8 @@ def test_landmarks_lie_inside_their_structures(phantom_case):
             # the axis leaves the body through its anterior half (anterior cortex)
             assert (ped.target_lps - lm.centroid_lps) @ lm.frame[1] < -lm.body_depth_mm / 4
             assert 35 <= ped.length_mm <= 65, (nm, ped.length_mm)
-            near = [c.label_names.get(int(c.labels[voxel_index(c, ped.entry_lps - s * ped.direction)]))
-                    for s in (-SP, 0.0, SP)]
+            near = [c.label_names.get(int(c.labels[voxel_index(c, p)]))
+                    for p in (ped.entry_lps + s * ped.direction for s in (-SP, 0.0, SP))]
             assert nm in near, (nm, side, near)
 
 
