@@ -146,9 +146,15 @@ def open_input(
                 f"{src}: the folder is empty. Choose the folder that holds the study's files."
             )
         vols = [f for f in files if is_volume_file(f)]
-        if vols and len(vols) == len(files) and len(vols) == 1:
+        if len(vols) == 1 and len(files) == 1:
             return InputFiles(src, "volume", vols, skipped)
-        return InputFiles(src, "dicom", files, skipped)
+        # A folder is read as DICOM; volume files in it would only be reported
+        # as "not DICOM", so say what they are and how to open them instead.
+        for v in vols:
+            skipped.append(
+                SkippedFile(str(v), "a NIfTI/NRRD/MHA volume file: open it by itself to load it")
+            )
+        return InputFiles(src, "dicom", [f for f in files if not is_volume_file(f)], skipped)
     if is_volume_file(src):
         return InputFiles(src, "volume", [src])
     if src.name.upper() == "DICOMDIR":
