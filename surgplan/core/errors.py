@@ -54,3 +54,7 @@ class GeometryError(SurgplanError, ValueError):
 
 class OperationCancelled(SurgplanError):
     """Long work was cancelled by the user; the previous state is intact."""
+
+
+class SegmentationError(SurgplanError, ValueError):
+    """An image cannot be segmented at all (not a 3D CT); partial results are findings."""

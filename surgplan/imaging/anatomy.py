@@ -1,0 +1,213 @@
+"""The Anatomy: label maps on a volume's grid plus named, traceable structures.
+
+Two label maps share the grid of the :class:`~surgplan.imaging.volume.Volume`
+they were made from (``array[k, j, i]``; voxel centres at ``ijk_to_lps @ (i, j, k, 1)``
+in LPS mm): ``vertebrae`` holds one integer per whole vertebra, ``structures``
+everything else (discs, the spinal canal, later roots and vessels).  Each label
+value is described by a :class:`Structure` that says its shared name, how it was
+obtained and whether its name is certain.  Anatomy is immutable: edits such as
+:meth:`Anatomy.rename` return a new value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from surgplan.imaging.structures import is_vertebra, kind_of
+
+PROVENANCES = ("segmented", "modelled", "edited")
+MAPS = ("vertebrae", "structures")
+
+
+@dataclass(frozen=True)
+class VertebraFrame:
+    """A vertebra's local frame in LPS mm.
+
+    Attributes
+    ----------
+    origin_lps : numpy.ndarray
+        Centre of the vertebral body (mm).
+    si : numpy.ndarray
+        Unit vector perpendicular to the endplates, pointing superior.
+    ap : numpy.ndarray
+        Unit vector from the body through the canal (posterior), ⟂ ``si``.
+    lr : numpy.ndarray
+        Unit vector to the patient's left, ``ap × si``.
+    """
+
+    origin_lps: np.ndarray
+    si: np.ndarray
+    ap: np.ndarray
+    lr: np.ndarray
+
+
+@dataclass(frozen=True)
+class Structure:
+    """One labelled structure.
+
+    Attributes
+    ----------
+    name : str
+        Shared name (``L4``, ``disc L4-L5``, ``spinal canal`` …).
+    label : int
+        Its value in the label map named by ``map``.
+    map : str
+        ``"vertebrae"`` or ``"structures"``.
+    kind : str
+        ``structures.kind_of(name)``.
+    provenance : str
+        ``"segmented"`` (from the image), ``"modelled"`` (from anatomy) or
+        ``"edited"`` (changed by the user; for a vertebra: its name).
+    provisional : bool
+        True when the name is not certain (transitional anatomy, anchor out of view).
+    notes : str
+        Why it is provisional or edited, in words.
+    centroid_lps : numpy.ndarray or None
+        Centroid of the label (mm), when computed.
+    frame : VertebraFrame or None
+        Local frame, for vertebrae where computed.
+    """
+
+    name: str
+    label: int
+    map: str
+    kind: str
+    provenance: str = "segmented"
+    provisional: bool = False
+    notes: str = ""
+    centroid_lps: Optional[np.ndarray] = None
+    frame: Optional[VertebraFrame] = None
+
+    def __post_init__(self) -> None:
+        if self.map not in MAPS:
+            raise ValueError(f"map must be one of {MAPS}, got {self.map!r}")
+        if self.provenance not in PROVENANCES:
+            raise ValueError(f"provenance must be one of {PROVENANCES}, got {self.provenance!r}")
+        if self.kind != kind_of(self.name):
+            raise ValueError(f"{self.name!r} is a {kind_of(self.name)!r}, not a {self.kind!r}")
+        if int(self.label) <= 0:
+            raise ValueError(f"label values start at 1 (0 is background), got {self.label}")
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    v = np.asarray(a).view()
+    v.flags.writeable = False
+    return v
+
+
+@dataclass(frozen=True, eq=False)
+class Anatomy:
+    """Segmentation of one volume: two label maps and their structures.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(nk, nj, ni)``, the volume's array shape; both maps have it.
+    ijk_to_lps : numpy.ndarray
+        The volume's 4×4 index→LPS (mm) affine.
+    vertebrae : numpy.ndarray
+        uint16 labels, one value per whole vertebra (0 = none).
+    structures : numpy.ndarray
+        uint16 labels of the other structures (0 = none).
+    items : tuple of Structure
+        What each non-zero label value means.
+    findings : tuple of str
+        What could and could not be found, and why, in sentences for the user.
+    """
+
+    shape: tuple
+    ijk_to_lps: np.ndarray
+    vertebrae: np.ndarray
+    structures: np.ndarray
+    items: tuple = ()
+    findings: tuple = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(s) for s in self.shape)
+        for nm in MAPS:
+            arr = getattr(self, nm)
+            if arr.shape != shape:
+                raise ValueError(f"the {nm} map has shape {arr.shape}, expected {shape}")
+        names = [s.name for s in self.items]
+        if len(set(names)) != len(names):
+            raise ValueError(f"structure names must be unique, got {names}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "ijk_to_lps", _frozen(np.array(self.ijk_to_lps, float)))
+        object.__setattr__(self, "vertebrae", _frozen(self.vertebrae))
+        object.__setattr__(self, "structures", _frozen(self.structures))
+        object.__setattr__(self, "items", tuple(self.items))
+        object.__setattr__(self, "findings", tuple(self.findings))
+
+    @classmethod
+    def empty(cls, shape: tuple, ijk_to_lps: np.ndarray, findings=()) -> "Anatomy":
+        """An anatomy with nothing found, saying why in ``findings``."""
+        z = np.zeros(shape, np.uint16)
+        return cls(shape, ijk_to_lps, z, z.copy(), (), tuple(findings))
+
+    # --- queries ----------------------------------------------------------------------
+    @property
+    def names(self) -> tuple:
+        """Names of all structures, vertebrae first (cranial → caudal)."""
+        return tuple(s.name for s in self.items)
+
+    @property
+    def vertebra_names(self) -> tuple:
+        return tuple(s.name for s in self.items if s.map == "vertebrae")
+
+    def structure(self, name: str) -> Structure:
+        """The record of ``name``; KeyError names the structures that exist."""
+        for s in self.items:
+            if s.name == name:
+                return s
+        raise KeyError(f"no structure {name!r} in this anatomy; it has {list(self.names)}")
+
+    def mask(self, name: str) -> np.ndarray:
+        """Boolean mask (volume grid) of structure ``name``."""
+        s = self.structure(name)
+        return getattr(self, s.map) == s.label
+
+    def centroid_lps(self, name: str) -> Optional[np.ndarray]:
+        """Centroid (LPS mm) of ``name`` when computed."""
+        return self.structure(name).centroid_lps
+
+    # --- edits --------------------------------------------------------------------------
+    def rename(self, old: str, new: str, *, note: str = "") -> "Anatomy":
+        """A new Anatomy with vertebra ``old`` called ``new``; the name is recorded as edited.
+
+        For transitional anatomy (six lumbar vertebrae, sacralisation) the user
+        decides.  Discs named after ``old`` are renamed with it.  The labels do
+        not change.
+
+        Raises
+        ------
+        KeyError
+            ``old`` is not in this anatomy.
+        ValueError
+            ``new`` is not a vertebra name or is already used.
+        """
+        s = self.structure(old)
+        if s.map != "vertebrae":
+            raise ValueError(f"{old!r} is not a vertebra; only vertebrae can be renamed")
+        if not is_vertebra(new):
+            raise ValueError(f"{new!r} is not a vertebra name (T10–T12, L1–L6, S1)")
+        if new != old and new in self.names:
+            raise ValueError(f"{new!r} is already used; rename that vertebra first")
+        why = note or f"renamed by the user from {old}"
+        items = []
+        for it in self.items:
+            if it.name == old:
+                it = dataclasses.replace(it, name=new, provenance="edited", provisional=False,
+                                         notes=why)
+            elif it.kind == "disc" and old in it.name.split(" ", 1)[1].split("-"):
+                upper, lower = it.name.split(" ", 1)[1].split("-")
+                upper = new if upper == old else upper
+                lower = new if lower == old else lower
+                it = dataclasses.replace(it, name=f"disc {upper}-{lower}", notes=why)
+            items.append(it)
+        return dataclasses.replace(
+            self, items=tuple(items), findings=self.findings + (f"{old} renamed {new} by the user",)
+        )

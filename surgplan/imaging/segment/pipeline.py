@@ -1,0 +1,227 @@
+"""``segment_ct``: the whole classical CT pipeline, cancellable, with progress.
+
+Steps (see ``/work/shared/APPROACHES.md``): body outline → canal slice by slice →
+spine curve through the bodies → disc planes from the profile along the curve →
+bodies cut between the planes → posterior elements by a marker watershed →
+interiors filled → names from the sacrum and the ribs → discs and canal.
+The scout steps run on a 2 mm grid, the rest on a 1.5 mm grid cropped around the
+spine; labels go back to the input grid by nearest neighbour.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from surgplan.core.errors import SegmentationError
+from surgplan.core.progress import CancelToken, ProgressCallback, check, no_progress
+from surgplan.imaging.anatomy import Anatomy, Structure, VertebraFrame
+from surgplan.imaging.segment.body import body_outline, hounsfield_problem
+from surgplan.imaging.segment.canal import track_canal
+from surgplan.imaging.segment.discs import find_disc_planes
+from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
+from surgplan.imaging.segment.naming import name_segments
+from surgplan.imaging.segment.spine_curve import fit_spine_curve
+from surgplan.imaging.segment.vertebrae import (
+    BONE_HU, label_canal, label_discs, label_vertebrae, segments_from_planes,
+)
+from surgplan.imaging.structures import disc_name, kind_of
+from surgplan.imaging.volume import Volume
+
+SCOUT_MM = 2.0
+WORK_MM = 1.5
+#: Smallest field (mm) along each axis in which a vertebra could be separated.
+MIN_FIELD_MM = 30.0
+
+
+def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
+               cancel: Optional[CancelToken] = None) -> Anatomy:
+    """Segment and name the vertebrae, discs and spinal canal of a CT.
+
+    Parameters
+    ----------
+    volume : Volume
+        A CT in Hounsfield units, any orientation, voxels of 0.5–3 mm.
+    progress : callable, optional
+        ``progress(fraction, message)``, fraction in [0, 1].
+    cancel : CancelToken, optional
+        Checked between steps; cancelling raises and returns nothing.
+
+    Returns
+    -------
+    Anatomy
+        On the volume's grid.  Whatever could not be found (no spine in view, a
+        field too small, MR intensities) is said in ``findings``; the maps may then
+        be empty.
+
+    Raises
+    ------
+    SegmentationError
+        The input is not a volume, or its metadata says it is not a CT.
+    OperationCancelled
+        ``cancel`` was set; no partial result exists.
+    """
+    report = progress or no_progress
+    if not isinstance(volume, Volume):
+        raise SegmentationError(f"segment_ct needs a Volume, got {type(volume).__name__}")
+    modality = (volume.metadata.modality or "").upper()
+    if modality and modality != "CT":
+        raise SegmentationError(
+            f"{volume.source or 'the volume'} is a {modality} image; segment_ct segments CT only "
+            "(load a CT series, or give --modality CT if the header is wrong)"
+        )
+    shape = volume.array.shape
+    empty = lambda *why: Anatomy.empty(shape, volume.ijk_to_lps, why)  # noqa: E731
+    extent = volume.spacing_mm * np.array(volume.shape_ijk)
+    if min(volume.shape_ijk) < 3:
+        raise SegmentationError(
+            f"{volume.source or 'the volume'} has {volume.shape_ijk} voxels: a single slice or two "
+            "is not a 3D CT; load the whole series"
+        )
+    check(cancel)
+    report(0.0, "checking intensities")
+    problem = hounsfield_problem(np.asarray(volume.array))
+    if problem:
+        return empty(problem)
+    if np.any(extent < MIN_FIELD_MM):
+        return empty(f"the field of view is {extent.round(0).tolist()} mm: too small to hold a "
+                     f"vertebra (≥ {MIN_FIELD_MM:.0f} mm along every axis needed); nothing segmented")
+
+    # --- scout: body, canal, curve -------------------------------------------------------
+    image = volume.to_sitk()
+    lo, hi = volume_box_lps(image)
+    scout = WorkGrid.covering(lo, hi, SCOUT_MM)
+    report(0.05, "body outline")
+    hs = ndi.gaussian_filter(scout.sample(image), 1.0 / SCOUT_MM)
+    body = body_outline(hs, SCOUT_MM)
+    check(cancel)
+    if not body.any():
+        return empty("no body was found (nothing at or above −300 HU): the image is empty")
+    report(0.15, "spinal canal")
+    canal = track_canal(hs, body, SCOUT_MM)
+    check(cancel)
+    if len(canal.z) < 3:
+        return empty("no spine was found: no spinal canal (a fluid-density tube enclosed by bone) "
+                     "appears in the axial slices")
+    report(0.25, "spine curve")
+    curve = fit_spine_curve(hs, canal, scout.origin_lps, SCOUT_MM)
+    check(cancel)
+    if curve is None or curve.length_mm < 20.0:
+        return empty("a spinal canal was seen but no vertebral bodies in front of it: the field "
+                     "may cut the spine, or the bone is too faint; nothing segmented")
+    findings = []
+    # --- working grid around the spine ----------------------------------------------------------
+    pts = np.concatenate([curve.points_lps, curve.canal_lps])
+    blo = np.maximum(pts.min(0) - np.array([140.0, 80.0, 40.0]), lo)
+    bhi = np.minimum(pts.max(0) + np.array([140.0, 120.0, 40.0]), hi)
+    work = WorkGrid.covering(blo, bhi, WORK_MM)
+    report(0.35, "resampling around the spine")
+    hw = ndi.gaussian_filter(work.sample(image), 0.5)
+    body_w = ndi.binary_fill_holes(hw >= -300.0)
+    check(cancel)
+    report(0.45, "discs")
+    planes = find_disc_planes(hw, work, curve)
+    check(cancel)
+    segs = segments_from_planes(curve, planes)
+    if not planes:
+        findings.append("no disc was found along the spine: the vertebrae could not be "
+                        "separated (fused spine, field too short, or too little contrast)")
+    report(0.55, "vertebrae")
+    vert_w = label_vertebrae(hw, work, curve, segs, body_w)
+    check(cancel)
+    present = [n for n in range(1, len(segs) + 1) if np.any(vert_w == n)]
+    report(0.8, "names")
+    zyx = np.indices(hw.shape, dtype=np.float32).reshape(3, -1).T
+    pts_w = work.index_to_lps(zyx).astype(np.float32)
+    bottom_cut = curve.points_lps[0][2] - lo[2] < 25.0
+    naming = name_segments((hw >= BONE_HU).ravel() & body_w.ravel(), pts_w, segs,
+                           WORK_MM**3 / 1000.0, bottom_cut)
+    findings.extend(naming.findings)
+    discs = label_discs(hw, work, segs, vert_w)
+    check(cancel)
+    taken = vert_w.astype(np.int32).copy()
+    for m in discs.values():
+        taken[m] = 1
+    canal_w = label_canal(hw, work, curve, taken, body_w)
+    check(cancel)
+    report(0.9, "mapping labels to the image grid")
+    # --- assemble on the input grid (caudal → cranial segments; labels cranial first) ---
+    vert_map = np.zeros(hw.shape, np.uint16)
+    items = []
+    order = [n for n in reversed(present) if naming.names[n - 1]]
+    dropped = [n for n in present if not naming.names[n - 1]]
+    if dropped:
+        findings.append(f"{len(dropped)} vertebra(e) above T10 were separated but not named or kept")
+    for value, n in enumerate(order, start=1):
+        vert_map[vert_w == n] = value
+    struct_map = np.zeros(hw.shape, np.uint16)
+    value = 0
+    disc_items = []
+    for n, m in sorted(discs.items(), reverse=True):
+        lower, upper = naming.names[n - 1], naming.names[n] if n < len(naming.names) else ""
+        if not (lower and upper) or not _known(disc_name(upper, lower)):
+            continue  # thoracic discs have no shared name yet
+        value += 1
+        struct_map[m] = value
+        disc_items.append((disc_name(upper, lower), value, naming.provisional[n - 1]))
+    canal_value = 0
+    if canal_w.any():
+        value += 1
+        canal_value = value
+        struct_map[canal_w] = value
+    vert_in = work.labels_onto(vert_map, image)
+    struct_in = work.labels_onto(struct_map, image)
+    check(cancel)
+    aff = volume.ijk_to_lps
+    for value, n in enumerate(order, start=1):
+        sg = segs[n - 1]
+        name = naming.names[n - 1]
+        m = vert_in == value
+        centroid = None
+        if m.any():
+            centroid = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3]
+        si = _endplate_axis(sg)
+        ap = sg.v - (sg.v @ si) * si
+        ap /= np.linalg.norm(ap)
+        frame = VertebraFrame(sg.centre_lps.copy(), si, ap, np.cross(ap, si))
+        note = "; ".join(naming.findings) if naming.provisional[n - 1] else ""
+        if not m.any():
+            note = (note + "; " if note else "") + "too small to show on the input grid"
+        items.append(Structure(name, value, "vertebrae", "vertebra", "segmented",
+                               naming.provisional[n - 1], note, centroid, frame))
+    for name, v, prov in disc_items:
+        m = struct_in == v
+        c = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
+        items.append(Structure(name, v, "structures", "disc", "segmented", prov,
+                               "named from its vertebrae (provisional)" if prov else "", c))
+    if canal_value:
+        m = struct_in == canal_value
+        c = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
+        items.append(Structure("spinal canal", canal_value, "structures", "spinal canal",
+                               "segmented", False, "", c))
+    else:
+        findings.append("the spinal canal could not be outlined")
+    if not order:
+        findings.append("a spine curve was found but no vertebra could be outlined on it")
+    else:
+        findings.insert(0, f"found {len(order)} vertebrae: "
+                           + ", ".join(naming.names[n - 1] for n in order))
+    report(1.0, "done")
+    return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings))
+
+
+def _known(name: str) -> bool:
+    try:
+        kind_of(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _endplate_axis(sg) -> np.ndarray:
+    """SI axis of a vertebra: the mean of its disc-plane normals, else the curve tangent."""
+    normals = [p.normal for p in (sg.lower, sg.upper) if p is not None]
+    a = np.mean(normals, axis=0) if normals else sg.t
+    return a / np.linalg.norm(a)
