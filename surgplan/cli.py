@@ -142,13 +142,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     progress = TerminalProgress()
-    spec = PhantomSpec(seed=args.seed)
-    result = write_demo(out, spec, progress=progress)
+    spacing = tuple(args.spacing) * (3 if len(args.spacing) == 1 else 1)
+    if len(spacing) != 3 or min(spacing) < 0.3 or max(spacing) > 5.0:
+        raise SurgplanError(
+            f"--spacing {' '.join(map(str, args.spacing))}: give one value or three (x y z), "
+            "each between 0.3 and 5 mm."
+        )
+    written = write_demo(out, PhantomSpec(seed=args.seed, spacing_mm=spacing), progress=progress)
     progress.done()
     print(f"demo case written to {out}/")
-    for name in ("ct", "mr", "truth-labels.nii.gz", "truth-labels.json"):
-        print(f"    {out / name}")
-    del result
+    print(f"    {out / 'ct'}/  ({len(written['ct'])} CT slices)")
+    print(f"    {out / 'mr'}/  ({len(written['mr'])} MR slices)")
+    for key in ("labels", "label_table", "landmarks"):
+        print(f"    {written[key]}")
     return 0
 
 
@@ -265,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", default="surgplan-demo", help="output folder (default: %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
+    s.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        default=[0.8, 0.8, 1.0],
+        metavar="MM",
+        help="voxel size in mm: one value or x y z (default: 0.8 0.8 1.0)",
+    )
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser(

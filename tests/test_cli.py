@@ -59,3 +59,29 @@ def test_progress_bar_waits_a_second_then_reports(monkeypatch):
     bar(0.55, "still half")  # same decile in a log: not repeated
     bar(1.0, "done")
     assert buf.getvalue().splitlines() == ["   50% half", "  100% done"]
+
+
+def test_demo_then_inspect_and_gui_headless(tmp_path, capsys, monkeypatch):
+    """The demo case a user writes is found by inspect and opened headless."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--spacing", "2.5"]) == 0
+    assert (out / "truth-labels.nii.gz").is_file()
+    names = {t["name"] for t in json.loads((out / "truth-labels.json").read_text())}
+    assert {"L4", "disc L4-L5", "dural sac", "nerve root L4 left", "aorta"} <= names
+    capsys.readouterr()
+    assert main(["inspect", "--json", str(out / "ct")]) == 0
+    inv = json.loads(capsys.readouterr().out)
+    (series,) = inv["series"]
+    assert series["modality"] == "CT" and series["warnings"] == []
+    assert series["spacing_mm"] == pytest.approx([2.5, 2.5, 2.5], abs=1e-3)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["gui", str(out / "ct")]) == 0
+    captured = capsys.readouterr()
+    assert "no display" in captured.err and "headless" in captured.err
+    assert "loaded CT series" in captured.out
+
+
+def test_demo_rejects_absurd_spacing(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--spacing", "0.01"]) == 1
+    assert "--spacing" in capsys.readouterr().err

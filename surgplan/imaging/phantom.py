@@ -572,9 +572,8 @@ def write_demo(
     import json
     from pathlib import Path
 
-    import SimpleITK as sitk
-
     from surgplan.imaging.dicom.writer import write_series
+    from surgplan.imaging.volume_files import write_label_volume
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -588,9 +587,8 @@ def write_demo(
     check(cancel)
     mr_files = write_series(mr, out / "mr", modality="MR",
                             progress=SubProgress(progress, 0.75, 0.95), cancel=cancel)
-    lab = case.ct.replace(array=case.labels).to_sitk()
     labels_path = out / "truth-labels.nii.gz"
-    sitk.WriteImage(lab, str(labels_path), True)
+    write_label_volume(labels_path, case.labels, case.ct)
     table_path = out / "truth-labels.json"
     table_path.write_text(json.dumps(structure_table(case), indent=1))
     lm_path = out / "truth-landmarks.json"
