@@ -2,7 +2,7 @@
 
 Inside the body column, bone (cancellous ≈ 90–250 HU, endplates brighter) alternates
 with discs (≈ 60–80 HU).  The mean CT number over a 9 mm disc perpendicular to
-the curve therefore dips at every disc; the dips are ≥ 18 mm apart (a lumbar
+the curve therefore dips at every disc; the dips are ≥ 24 mm apart (a lumbar
 body is 25–30 mm high).  Each dip is then refined into a plane: the tilt and
 offset that make a 12 mm patch darkest, i.e. that lie inside the disc (wedge
 discs such as L5–S1 are far from perpendicular to the curve).
@@ -70,6 +70,7 @@ def column_profile(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve, radius_m
 MIN_DISC_SCORE_HU = 20.0
 #: A disc is soft tissue: dips darker than this are fat or air beyond the column (HU).
 MIN_DISC_HU = 20.0
+MIN_DISC_SPACING_MM = 24.0
 
 
 def disc_score(prof: np.ndarray, step_mm: float, reach_mm: float = 5.0) -> np.ndarray:
@@ -104,7 +105,10 @@ def find_disc_planes(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve) -> lis
     p = np.where(valid, prof, np.nanmax(prof[valid]))
     p = ndi.gaussian_filter1d(p, 1.5 / curve.step_mm)
     score = disc_score(p, curve.step_mm)
-    dist = int(round(18.0 / curve.step_mm))
+    # disc centres are a body height plus a disc apart: ≥ 24 mm from T10 down
+    # (bodies ≥ 20 mm, discs ≥ 5 mm).  A weaker dip closer than that to a
+    # stronger one is the less dense middle of a body, not a disc.
+    dist = int(round(MIN_DISC_SPACING_MM / curve.step_mm))
     peaks, props = find_peaks(score, distance=dist, height=MIN_DISC_SCORE_HU)
     props["prominences"] = props["peak_heights"]
     planes = []
