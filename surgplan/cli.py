@@ -8,6 +8,7 @@ into a one-paragraph message and exit status 1 instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -158,6 +159,56 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- segment -----------------------------------------------------------------------------
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from surgplan.core.errors import SegmentationError
+    from surgplan.core.progress import SubProgress
+    from surgplan.imaging.loader import load_volume
+    from surgplan.imaging.segment import segment_ct
+    from surgplan.imaging.segmentation_files import write_segmentation
+
+    progress = TerminalProgress()
+    modality = args.modality.upper() if args.modality else None
+    vol = load_volume(
+        args.path, series_uid=args.series, modality=modality, progress=SubProgress(progress, 0, 0.2)
+    )
+    mod = modality or vol.modality
+    if mod == "MR":
+        raise SegmentationError(
+            f"{args.path}: MR segmentation is not available yet; SurgPlan segments CT. "
+            "Open the patient's CT, or plan on the MR without automatic labels."
+        )
+    if mod != "CT":
+        raise SegmentationError(
+            f"{args.path}: the modality is unknown ({vol.metadata.modality or 'not recorded'}); "
+            "say --modality ct if this is a CT in Hounsfield units."
+        )
+    if vol.modality != "CT":
+        vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality="CT"))
+    anatomy = segment_ct(vol, progress=SubProgress(progress, 0.2, 0.75))
+    out = write_segmentation(
+        anatomy, vol, args.out, meshes=not args.no_meshes, progress=SubProgress(progress, 0.75, 1)
+    )
+    progress.done()
+    _print_anatomy_summary(anatomy, out)
+    return 0
+
+
+def _print_anatomy_summary(anatomy, out: Path) -> None:
+    verts = [s for s in anatomy.items if s.map == "vertebrae"]
+    others = [s for s in anatomy.items if s.map != "vertebrae"]
+    names = ", ".join(s.name + ("?" if s.provisional else "") for s in verts) or "none"
+    print(f"vertebrae ({len(verts)}): {names}")
+    if any(s.provisional for s in verts):
+        print("    ? = provisional name: check the level before planning (see findings)")
+    print(f"other structures ({len(others)}): " + (", ".join(s.name for s in others) or "none"))
+    for f in anatomy.findings:
+        print(f"finding: {f}")
+    print(f"written to {out}/: vertebrae.nii.gz, structures.nii.gz, labels.json, meshes/")
+
+
 # --- gui -----------------------------------------------------------------------------
 
 
@@ -280,6 +331,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="voxel size in mm: one value or x y z (default: 0.8 0.8 1.0)",
     )
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser(
+        "segment",
+        help="find and name the vertebrae and the structures around them",
+        description="Segment a CT: writes DIR/vertebrae.nii.gz (one label per vertebra), "
+        "DIR/structures.nii.gz (discs, canal …), DIR/labels.json (value, name, kind, "
+        "provenance, provisional) and DIR/meshes/ (one STL per structure, LPS mm).",
+    )
+    s.add_argument("path", help="folder, .zip, DICOMDIR, DICOM file or volume file")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument(
+        "--modality",
+        choices=["ct", "mr"],
+        help="what the image is (read from DICOM; needed for NIfTI when it cannot be told)",
+    )
+    s.add_argument("--series", help="Series Instance UID to use (default: CT, most slices)")
+    s.add_argument("--no-meshes", action="store_true", help="skip the surface meshes")
+    s.set_defaults(func=cmd_segment)
 
     s = sub.add_parser(
         "gui",
