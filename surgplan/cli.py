@@ -286,9 +286,21 @@ def headless_pipeline(path: Optional[str]) -> int:
     )
     for w in vol.warnings:
         print(f"    warning [{w.code}] {w.message}")
+    if vol.modality == "CT":
+        from surgplan.imaging.segment import segment_ct
+
+        t0 = time.perf_counter()
+        anatomy = segment_ct(vol, progress=progress)
+        progress.done()
+        print(f"\nsegmented in {time.perf_counter() - t0:.1f} s:")
+        verts = [s.name + ("?" if s.provisional else "") for s in anatomy.items
+                 if s.map == "vertebrae"]
+        print(f"    vertebrae: {', '.join(verts) or 'none'}")
+        for f in anatomy.findings:
+            print(f"    finding: {f}")
     if truth is not None:
-        names = [t["name"] for t in truth]
-        print(f"demo ground truth: {len(names)} structures: " + ", ".join(names))
+        names = [t["name"] for t in truth if t.get("kind") == "vertebra"]
+        print(f"demo ground truth vertebrae: {', '.join(names)} ({len(truth)} structures in all)")
     return 0
 
 
