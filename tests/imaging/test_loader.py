@@ -138,3 +138,12 @@ def test_cancel_leaves_nothing_loaded(series_dir):
 
     with pytest.raises(OperationCancelled):
         load_volume(series_dir, progress=progress, cancel=token)
+
+
+def test_many_gaps_are_summarised_not_listed_one_by_one(case, tmp_path):
+    d = tmp_path / "gaps"
+    write_series(case.ct, d, modality="CT", drop_slices=(10, 20, 30, 40, 50, 60))
+    with index_input(d) as study:
+        gaps = [w for w in study.series[0].warnings if w.code == "missing-slice"]
+    assert len(gaps) == 4
+    assert "3 more slice(s) missing in 3 further gaps" in gaps[-1].message

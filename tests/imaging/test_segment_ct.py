@@ -93,7 +93,9 @@ def test_real_ct_lumbar_dice_and_names(real_ct, real_anatomy):
 
 
 @pytest.mark.realdata
-@pytest.mark.xfail(reason="target Dice 0.85 per level not yet reached (L1, L4, L5 below)", strict=False)
+@pytest.mark.xfail(
+    reason="target Dice 0.85 per level not yet reached (L1, L4, L5 below)", strict=True
+)
 def test_real_ct_lumbar_dice_target(real_ct, real_anatomy):
     for name in ("L1", "L2", "L3", "L4", "L5"):
         assert _dice(real_anatomy, real_ct[1], name) >= 0.85, name

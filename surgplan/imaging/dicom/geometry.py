@@ -342,7 +342,11 @@ def _spacing_warnings(steps, step_med, tol, d_abs, slices, kept, warnings) -> No
     ratio = steps / step_med
     whole = np.round(ratio)
     is_gap = (whole >= 2) & (np.abs(ratio - whole) < MISSING_REL)
-    for g in np.flatnonzero(is_gap):
+    gaps = np.flatnonzero(is_gap)
+    # Name each gap, up to a few: a series with many gaps gets one warning that
+    # a user can read, not a screenful.
+    shown = 3
+    for g in gaps[:shown]:
         a, b = slices[kept[g]], slices[kept[g + 1]]
         warnings.append(LoadWarning(
             "missing-slice",
@@ -350,6 +354,15 @@ def _spacing_warnings(steps, step_med, tol, d_abs, slices, kept, warnings) -> No
             f"a gap of {steps[g]:.2f} mm where the step is {step_med:.2f} mm "
             f"(at {d_abs[g]:.1f}–{d_abs[g + 1]:.1f} mm along the slice normal); "
             "the gap is filled by interpolation",
+        ))
+    if gaps.size > shown:
+        rest = gaps[shown:]
+        warnings.append(LoadWarning(
+            "missing-slice",
+            f"{int((whole[rest] - 1).sum())} more slice(s) missing in {rest.size} further gaps "
+            f"(at {', '.join(f'{d_abs[g]:.1f}' for g in rest[:10])}"
+            f"{' …' if rest.size > 10 else ''} mm along the slice normal); "
+            "filled by interpolation",
         ))
     others = steps[~is_gap]
     if others.size and float(np.ptp(others)) > tol:
