@@ -23,3 +23,20 @@ def shared_data() -> Path:
     if not d.is_dir():
         pytest.skip(f"real scans not found at {d} (set SURGPLAN_TEST_DATA to their folder)")
     return d
+
+
+@pytest.fixture(scope="session")
+def small_phantom():
+    """The coarse (1.6 mm) phantom shared by every test package (≈ 1.5 s, built once)."""
+    from tests.imaging.phantom_fixtures import COARSE
+    from surgplan.imaging.phantom import make_phantom
+
+    return make_phantom(COARSE)
+
+
+@pytest.fixture(scope="session")
+def small_phantom_truth(small_phantom):
+    """:func:`truth_anatomy` of :func:`small_phantom`: exact labels, parts and frames."""
+    from surgplan.imaging.phantom_truth import truth_anatomy
+
+    return truth_anatomy(small_phantom)

@@ -3,7 +3,13 @@
 Two label maps share the grid of the :class:`~surgplan.imaging.volume.Volume`
 they were made from (``array[k, j, i]``; voxel centres at ``ijk_to_lps @ (i, j, k, 1)``
 in LPS mm): ``vertebrae`` holds one integer per whole vertebra, ``structures``
-everything else (discs, the spinal canal, later roots and vessels).  Each label
+everything else (discs, canal, dural sac, roots, vessels …), and ``parts`` the
+vertebral sub-region of each vertebra voxel (codes in
+:data:`surgplan.imaging.structures.PART_NAMES`: body, pedicles, articular
+processes, lamina …; 0 where unassigned).  In ``structures`` each voxel holds one
+label: where structures nest, the inner one wins (the dural sac and the roots
+inside the spinal canal; the ``spinal canal`` label is what is left of the canal
+around them, the epidural space).  Each label
 value is described by a :class:`Structure` that says its shared name, how it was
 obtained and whether its name is certain.  Anatomy is immutable: edits such as
 :meth:`Anatomy.rename` return a new value.
@@ -17,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from surgplan.imaging.structures import is_vertebra, kind_of
+from surgplan.imaging.structures import PART_CODES, PART_NAMES, is_vertebra, kind_of
 
 PROVENANCES = ("segmented", "modelled", "edited")
 MAPS = ("vertebrae", "structures")
@@ -117,6 +123,9 @@ class Anatomy:
         What each non-zero label value means.
     findings : tuple of str
         What could and could not be found, and why, in sentences for the user.
+    parts : numpy.ndarray, optional
+        uint8 vertebral part code per voxel (``PART_NAMES``); zeros when the
+        sub-regions were not computed.
     """
 
     shape: tuple
@@ -125,6 +134,7 @@ class Anatomy:
     structures: np.ndarray
     items: tuple = ()
     findings: tuple = field(default_factory=tuple)
+    parts: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
@@ -132,6 +142,13 @@ class Anatomy:
             arr = getattr(self, nm)
             if arr.shape != shape:
                 raise ValueError(f"the {nm} map has shape {arr.shape}, expected {shape}")
+        if self.parts is None:
+            object.__setattr__(self, "parts", np.zeros(shape, np.uint8))
+        if self.parts.shape != shape:
+            raise ValueError(f"the parts map has shape {self.parts.shape}, expected {shape}")
+        bad = set(np.unique(self.parts).tolist()) - set(PART_NAMES) - {0}
+        if bad:
+            raise ValueError(f"unknown part codes {sorted(bad)} in the parts map")
         names = [s.name for s in self.items]
         if len(set(names)) != len(names):
             raise ValueError(f"structure names must be unique, got {names}")
@@ -139,6 +156,7 @@ class Anatomy:
         object.__setattr__(self, "ijk_to_lps", _frozen(np.array(self.ijk_to_lps, float)))
         object.__setattr__(self, "vertebrae", _frozen(self.vertebrae))
         object.__setattr__(self, "structures", _frozen(self.structures))
+        object.__setattr__(self, "parts", _frozen(self.parts))
         object.__setattr__(self, "items", tuple(self.items))
         object.__setattr__(self, "findings", tuple(self.findings))
 
@@ -169,6 +187,31 @@ class Anatomy:
         """Boolean mask (volume grid) of structure ``name``."""
         s = self.structure(name)
         return getattr(self, s.map) == s.label
+
+    @property
+    def has_parts(self) -> bool:
+        """True when vertebral sub-regions were computed."""
+        return bool(self.parts.any())
+
+    def part_mask(self, part: str, vertebra: Optional[str] = None) -> np.ndarray:
+        """Boolean mask of a vertebral part (``"pedicle left"`` …), of one vertebra or all.
+
+        Raises
+        ------
+        KeyError
+            ``part`` is not a part name, or ``vertebra`` is not in this anatomy.
+        """
+        if part not in PART_CODES:
+            raise KeyError(f"{part!r} is not a vertebral part; parts are {list(PART_CODES)}")
+        m = self.parts == PART_CODES[part]
+        if vertebra is not None:
+            m &= self.mask(vertebra)
+        return m
+
+    @property
+    def ijk_spacing_mm(self) -> np.ndarray:
+        """Voxel size along i, j, k (mm)."""
+        return np.linalg.norm(self.ijk_to_lps[:3, :3], axis=0)
 
     def centroid_lps(self, name: str) -> Optional[np.ndarray]:
         """Centroid (LPS mm) of ``name`` when computed."""

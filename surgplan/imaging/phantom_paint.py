@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from surgplan.core.progress import CancelToken, ProgressCallback, check, no_progress
+from surgplan.imaging.structures import PART_CODES, PART_NAMES
 from surgplan.imaging.phantom_anatomy import (
     FACET_GAP_MM,
     SI_GAP_MM,
@@ -46,16 +47,7 @@ TISSUES = (
 )
 T = {name: i for i, name in enumerate(TISSUES)}
 
-#: Vertebral part codes (the ``parts`` array).
-PART_NAMES = {
-    1: "body", 2: "pedicle left", 3: "pedicle right",
-    4: "superior articular process left", 5: "superior articular process right",
-    6: "inferior articular process left", 7: "inferior articular process right",
-    8: "lamina", 9: "spinous process", 10: "transverse process left",
-    11: "transverse process right", 12: "sacral ala left", 13: "sacral ala right",
-    14: "sacrum below S1",
-}
-P = {name: code for code, name in PART_NAMES.items()}
+P = dict(PART_CODES)
 
 
 class Canvas:

@@ -36,6 +36,19 @@ KINDS = (
     "body",
 )
 
+#: Vertebral part codes of an Anatomy's ``parts`` map (0 = not a vertebra or unassigned).
+#: The vertebra a part belongs to comes from the ``vertebrae`` map.
+PART_NAMES = {
+    1: "body", 2: "pedicle left", 3: "pedicle right",
+    4: "superior articular process left", 5: "superior articular process right",
+    6: "inferior articular process left", 7: "inferior articular process right",
+    8: "lamina", 9: "spinous process", 10: "transverse process left",
+    11: "transverse process right", 12: "sacral ala left", 13: "sacral ala right",
+    14: "sacrum below S1",
+}
+#: Part name → code.
+PART_CODES = {name: code for code, name in PART_NAMES.items()}
+
 _VERTEBRA_RE = re.compile(r"^(T1[0-2]|L[1-6]|S1)$")
 _DISC_RE = re.compile(r"^disc (T1[0-2]|L[1-6])-(L[1-6]|S1)$")
 _ROOT_RE = re.compile(r"^nerve root (T1[0-2]|L[1-6]) (left|right)$")
