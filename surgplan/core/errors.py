@@ -58,3 +58,8 @@ class OperationCancelled(SurgplanError):
 
 class SegmentationError(SurgplanError, ValueError):
     """An image cannot be segmented at all (not a 3D CT); partial results are findings."""
+
+
+class SegmentationFileError(SurgplanError, ValueError):
+    """A segmentation folder (``surgplan segment`` output) is incomplete, corrupt or
+    belongs to another image."""

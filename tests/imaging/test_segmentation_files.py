@@ -74,3 +74,93 @@ def test_segment_refuses_mr_with_a_clear_message(tmp_path, capsys):
     assert main(["segment", str(d), "--out", str(tmp_path / "o")]) == 1
     assert "MR segmentation is not available yet" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# --- reading a segmentation folder back -------------------------------------------------------
+
+from surgplan.core.errors import InputNotFoundError, SegmentationFileError  # noqa: E402
+from surgplan.imaging.segmentation_files import read_segmentation  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def written_truth(small_phantom, small_phantom_truth, tmp_path_factory):
+    """The phantom's exact anatomy (parts, frames, many structures) written without meshes."""
+    out = tmp_path_factory.mktemp("truthseg") / "seg"
+    write_segmentation(small_phantom_truth, small_phantom.ct, out, meshes=False)
+    return out
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_read_gives_back_the_maps_and_items(small_phantom, small_phantom_truth, written_truth):
+    a, b = small_phantom_truth, read_segmentation(written_truth, small_phantom.ct)
+    for m in ("vertebrae", "structures", "parts"):
+        np.testing.assert_array_equal(getattr(b, m), getattr(a, m), err_msg=m)
+    assert b.parts.dtype == np.uint8 and b.vertebrae.dtype == np.uint16
+    assert b.names == a.names and b.findings == a.findings
+    np.testing.assert_allclose(b.ijk_to_lps, a.ijk_to_lps)
+    for x, y in zip(a.items, b.items):
+        assert (x.name, x.label, x.map, x.kind, x.provenance, x.provisional, x.notes) == (
+            y.name, y.label, y.map, y.kind, y.provenance, y.provisional, y.notes)
+        np.testing.assert_array_equal(x.centroid_lps, y.centroid_lps)
+        assert (x.frame is None) == (y.frame is None)
+        if x.frame is not None:
+            for k in ("origin_lps", "si", "ap", "lr"):
+                np.testing.assert_array_equal(getattr(x.frame, k), getattr(y.frame, k))
+    # The planner's queries work on what was read.
+    assert b.part_mask("pedicle left", "L4").sum() == a.part_mask("pedicle left", "L4").sum() > 0
+    table = json.loads((written_truth / "labels.json").read_text())
+    listed = {e["value"]: e["name"] for e in table["files"]["parts.nii.gz"]}
+    assert listed[2] == "pedicle left" and set(listed) == set(np.unique(a.parts)) - {0}
+
+
+def test_read_refuses_missing_files_naming_them(small_phantom, written_truth, tmp_path):
+    with pytest.raises(InputNotFoundError, match="no such segmentation folder"):
+        read_segmentation(tmp_path / "nowhere", small_phantom.ct)
+    for name in ("labels.json", "parts.nii.gz", "structures.nii.gz"):
+        d = _copy(written_truth, tmp_path / name.replace(".", "_"))
+        (d / name).unlink()
+        with pytest.raises(InputNotFoundError, match=f"{name}: missing"):
+            read_segmentation(d, small_phantom.ct)
+
+
+def test_read_refuses_bad_files_naming_them(small_phantom, written_truth, tmp_path):
+    d = _copy(written_truth, tmp_path / "trunc")
+    data = (d / "vertebrae.nii.gz").read_bytes()
+    (d / "vertebrae.nii.gz").write_bytes(data[: len(data) // 3])
+    with pytest.raises(SegmentationFileError, match="vertebrae.nii.gz: cannot be read"):
+        read_segmentation(d, small_phantom.ct)
+
+    d = _copy(written_truth, tmp_path / "json")
+    (d / "labels.json").write_text('{"files": [')
+    with pytest.raises(SegmentationFileError, match="labels.json: cannot be read as JSON"):
+        read_segmentation(d, small_phantom.ct)
+
+    d = _copy(written_truth, tmp_path / "names")
+    table = json.loads((d / "labels.json").read_text())
+    table["files"]["vertebrae.nii.gz"][0]["name"] = "L9"
+    (d / "labels.json").write_text(json.dumps(table))
+    with pytest.raises(SegmentationFileError, match="labels.json: vertebrae.nii.gz value 1"):
+        read_segmentation(d, small_phantom.ct)
+
+    d = _copy(written_truth, tmp_path / "undescribed")
+    table = json.loads((d / "labels.json").read_text())
+    table["files"]["structures.nii.gz"] = table["files"]["structures.nii.gz"][1:]
+    (d / "labels.json").write_text(json.dumps(table))
+    with pytest.raises(SegmentationFileError, match="structures.nii.gz: holds label values"):
+        read_segmentation(d, small_phantom.ct)
+
+
+def test_read_refuses_a_segmentation_of_another_image(small_phantom, written_truth):
+    other = small_phantom.ct.replace(array=small_phantom.ct.array[:-2])
+    with pytest.raises(SegmentationFileError, match="belongs to another image"):
+        read_segmentation(written_truth, other)
+    shifted = small_phantom.ct.replace(
+        ijk_to_lps=small_phantom.ct.ijk_to_lps + np.array([[0, 0, 0, 1.0]] * 3 + [[0, 0, 0, 0]]))
+    with pytest.raises(SegmentationFileError, match="mm away from the image's grid"):
+        read_segmentation(written_truth, shifted)
