@@ -369,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("path", nargs="?", help="study to open (default: the demo case)")
     s.set_defaults(func=cmd_gui)
+
+    from surgplan.cli_export import register as register_export_commands
+
+    register_export_commands(sub)
     return p
 
 
