@@ -187,12 +187,21 @@ def cmd_segment(args: argparse.Namespace) -> int:
         )
     if vol.modality != "CT":
         vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality="CT"))
+    if args.dicom_seg:  # refuse before minutes of work when the SEG cannot be made
+        from surgplan.report.dicom_seg import source_datasets, write_dicom_seg
+
+        source_datasets(vol, args.path)
     anatomy = segment_ct(vol, progress=SubProgress(progress, 0.2, 0.75))
     out = write_segmentation(
         anatomy, vol, args.out, meshes=not args.no_meshes, progress=SubProgress(progress, 0.75, 1)
     )
+    if args.dicom_seg:
+        write_dicom_seg(anatomy, vol, out / "segmentation.dcm", source=args.path)
     progress.done()
     _print_anatomy_summary(anatomy, out)
+    if args.dicom_seg:
+        print(f"DICOM SEG referencing series {vol.metadata.series_instance_uid}: "
+              f"{out / 'segmentation.dcm'}")
     return 0
 
 
@@ -360,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--series", help="Series Instance UID to use (default: CT, most slices)")
     s.add_argument("--no-meshes", action="store_true", help="skip the surface meshes")
+    s.add_argument("--dicom-seg", action="store_true",
+                   help="also write DIR/segmentation.dcm, a DICOM SEG on the source series")
     s.set_defaults(func=cmd_segment)
 
     s = sub.add_parser(

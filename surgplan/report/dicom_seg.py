@@ -1,0 +1,313 @@
+"""The Anatomy as a DICOM Segmentation (SEG) that PACS viewers overlay on the source series.
+
+One segment per structure (vertebrae, discs, canal, dural sac, roots, vessels …),
+each labelled with its SurgPlan name and coded with SNOMED CT where DICOM's code
+tables have the structure (``L4 vertebra``, ``L4/L5 disc``, ``Aorta`` …); structures
+without a specific code (psoas, roots, bowel) are coded by their tissue kind
+(``Muscle``, ``Nerve`` …) or as ``Tissue``, and keep their full name in the segment
+label.  Segments made from a model rather than the image say so: their algorithm
+type is ``SEMIAUTOMATIC`` for edited and ``AUTOMATIC`` for segmented or modelled
+structures, and the content description lists the modelled ones.
+
+The SEG references the images it was made from frame by frame, so a viewer lines
+it up with the series.  Those images are read again from where the Volume was
+loaded: ``source`` (a folder, zip, DICOMDIR or file; by default
+``volume.source``) is indexed and the series with the Volume's Series Instance
+UID and frame of reference is taken.  A Volume read from NIfTI/NRRD/MHA, a
+series resampled on loading (gantry tilt, irregular spacing), or a series whose
+UIDs are empty cannot be referenced frame by frame, and is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from surgplan import __version__
+from surgplan.core.errors import DicomImportError
+from surgplan.core.progress import CancelToken, ProgressCallback, check
+from surgplan.imaging.anatomy import Anatomy, Structure
+from surgplan.imaging.structures import is_vertebra
+from surgplan.imaging.volume import Volume
+
+
+def _sct(name: str):
+    from pydicom.sr.codedict import codes
+
+    return getattr(codes.SCT, name)
+
+
+def property_codes(structure: Structure) -> Tuple[object, object]:
+    """(category, type) codes of a structure for the SEG's Segment Sequence.
+
+    The category is ``Anatomical Structure`` (SCT 91723000) where the type names the
+    structure itself, else ``Tissue`` (SCT 85756007).
+    """
+    name, kind = structure.name, structure.kind
+    anat = _sct("AnatomicalStructure")
+    tissue = _sct("Tissue")
+    if is_vertebra(name):
+        if name == "S1":
+            return anat, _sct("Sacrum")
+        if name == "L6":  # a transitional vertebra has no code of its own
+            return anat, _sct("Vertebra")
+        return anat, _sct(f"{name}Vertebra")
+    if kind == "disc":
+        upper, lower = name.split(" ", 1)[1].split("-")
+        try:
+            return anat, _sct(f"{upper}{lower}Disc")
+        except AttributeError:
+            return anat, tissue
+    base = name.rsplit(" ", 1)[0] if name.endswith((" left", " right")) else name
+    specific = {
+        "spinal canal": "SpinalCanalStructure",
+        "dural sac": "DuraMater",
+        "ilium": "Ilium",
+        "aorta": "AbdominalAorta",
+        "inferior vena cava": "InferiorVenaCava",
+        "common iliac artery": "CommonIliacArtery",
+        "common iliac vein": "CommonIliacVein",
+        "kidney": "Kidney",
+        "skin": "Skin",
+        "subcutaneous fat": "SubcutaneousTissue",
+    }
+    if base in specific:
+        return anat, _sct(specific[base])
+    by_kind = {"nerve root": "Nerve", "muscle": "Muscle", "rib": "Rib"}
+    if kind in by_kind:
+        return anat, _sct(by_kind[kind])
+    return tissue, tissue
+
+
+def _display_colour(name: str):
+    import highdicom as hd
+
+    from surgplan.imaging.structures import colour_of
+
+    return hd.color.CIELabColor.from_rgb(*colour_of(name))
+
+
+def source_datasets(volume: Volume, source: "os.PathLike[str] | str | None" = None,
+                    *, cancel: Optional[CancelToken] = None) -> list:
+    """The headers of the DICOM images ``volume`` was loaded from, in the order of its k axis.
+
+    Raises
+    ------
+    DicomImportError
+        The volume did not come from DICOM, its series cannot be found again at
+        ``source``, was resampled on loading, or has empty UIDs.
+    """
+    import pydicom
+
+    from surgplan.imaging.dicom.index import index_files
+    from surgplan.imaging.sources import is_volume_file, open_input
+
+    src = Path(source) if source is not None else Path(volume.source or "")
+    uid = volume.metadata.series_instance_uid
+    if not volume.source and source is None or is_volume_file(src) or not uid:
+        raise DicomImportError(
+            f"{src or 'this volume'}: a DICOM SEG must reference the DICOM images it was made "
+            "from, and this volume was not read from a DICOM series with a Series Instance UID "
+            "(NIfTI/NRRD/MHA, or empty UIDs). Open the DICOM series itself, or export the "
+            "label maps as NIfTI instead."
+        )
+    if not src.exists():
+        raise DicomImportError(
+            f"{src}: the DICOM files this volume was loaded from are no longer there; "
+            "give the folder, .zip or DICOMDIR of the series again."
+        )
+    with open_input(src, cancel=cancel) as inputs:
+        idx = index_files(inputs.files, cancel=cancel)
+        matches = [s for s in idx.series
+                   if s.uid.split("#")[0] == uid and not s.uid_synthesised
+                   and s.frame_of_reference_uid == volume.frame_of_reference_uid
+                   and s.n_slices == volume.array.shape[0]]
+        if not matches:
+            raise DicomImportError(
+                f"{src}: holds no series {uid} of {volume.array.shape[0]} slices; "
+                "give the folder the volume was loaded from."
+            )
+        series = matches[0]
+        if series.geometry.resample:
+            raise DicomImportError(
+                f"{src}: series {uid} was resampled on loading (gantry tilt or irregular "
+                "spacing), so its label maps do not lie on the original slices; a SEG "
+                "cannot reference them frame by frame. Export NIfTI label maps instead."
+            )
+        slices = [series.slices[k] for k in series.geometry.order]
+        if any(s.frame_index is not None for s in slices):
+            raise DicomImportError(
+                f"{src}: series {uid} is a multi-frame (enhanced) image; SEG export supports "
+                "series of single-frame images. Export NIfTI label maps instead."
+            )
+        out = []
+        for s in slices:
+            check(cancel)
+            out.append(pydicom.dcmread(s.path, stop_before_pixels=True))
+    for ds in out:
+        for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            if not str(ds.get(kw, "") or "").strip():
+                raise DicomImportError(
+                    f"{src}: the source images have an empty {kw}, so a SEG cannot reference "
+                    "them. `surgplan anonymize` writes a copy with valid UIDs; segment that."
+                )
+    return out
+
+
+def label_map(anatomy: Anatomy) -> Tuple[np.ndarray, List[Structure]]:
+    """One uint16 map whose value n marks the n-th structure of ``anatomy.items``.
+
+    The vertebrae and structures maps do not overlap in SurgPlan's anatomies;
+    where they would, the vertebra wins (bone is what the SEG is mostly used for).
+    """
+    present = [s for s in anatomy.items if np.any(getattr(anatomy, s.map) == s.label)]
+    dtype = np.uint8 if len(present) < 256 else np.uint16
+    out = np.zeros(anatomy.shape, dtype)
+    for n, s in reversed(list(enumerate(present, 1))):
+        # reversed: earlier items (vertebrae first) are written last and win overlaps
+        out[getattr(anatomy, s.map) == s.label] = n
+    return out, present
+
+
+def build_dicom_seg(
+    anatomy: Anatomy,
+    volume: Volume,
+    *,
+    source: "os.PathLike[str] | str | None" = None,
+    series_number: int = 900,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+):
+    """The Anatomy as a ``highdicom.seg.Segmentation`` data set (not yet written).
+
+    Parameters
+    ----------
+    anatomy : Anatomy
+        On the grid of ``volume``.
+    volume : Volume
+        The image the anatomy was made from, loaded from DICOM.
+    source : path-like, optional
+        Where the DICOM series is (default ``volume.source``).
+    series_number : int
+        Series Number of the new SEG series.
+
+    Raises
+    ------
+    DicomImportError
+        See :func:`source_datasets`; also when the anatomy is empty.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    report = progress or (lambda f, m: None)
+    if tuple(anatomy.shape) != tuple(volume.array.shape):
+        raise DicomImportError(
+            f"the anatomy's grid {anatomy.shape} is not the volume's {volume.array.shape}; "
+            "segment this volume again before exporting."
+        )
+    report(0.0, "reading the source series headers")
+    images = source_datasets(volume, source, cancel=cancel)
+    check(cancel)
+    labels, present = label_map(anatomy)
+    if not present:
+        raise DicomImportError("the anatomy holds no labelled voxel; there is nothing to export.")
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="SurgPlan segmentation", version=__version__,
+        # thresholds, morphology and watershed: CID 7162 "Morphological Operations"
+        family=codes.cid7162.MorphologicalOperations,
+    )
+    descriptions = []
+    for n, s in enumerate(present, 1):
+        category, ptype = property_codes(s)
+        kwargs = {}
+        colour = _display_colour(s.name)
+        if colour is not None:
+            kwargs["display_color"] = colour
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=n,
+            segment_label=s.name[:64],
+            segmented_property_category=category,
+            segmented_property_type=ptype,
+            algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
+                            if s.provenance == "edited"
+                            else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC),
+            algorithm_identification=algorithm,
+            tracking_id=s.name[:64],
+            tracking_uid=hd.UID(),
+            **kwargs,
+        ))
+    modelled = [s.name for s in present if s.provenance == "modelled"]
+    description = "SurgPlan anatomy" + (f"; modelled: {', '.join(modelled)}" if modelled else "")
+    report(0.3, f"encoding {len(present)} segments")
+    seg = hd.seg.Segmentation(
+        source_images=images,
+        pixel_array=labels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=int(series_number),
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="SurgPlan",
+        manufacturer_model_name="SurgPlan",
+        software_versions=__version__,
+        device_serial_number="0",
+        content_description=description[:64],
+        content_label="SURGPLAN",
+        series_description="SurgPlan segmentation",
+    )
+    report(1.0, "SEG built")
+    return seg
+
+
+def write_dicom_seg(
+    anatomy: Anatomy,
+    volume: Volume,
+    out_path: "os.PathLike[str] | str",
+    *,
+    source: "os.PathLike[str] | str | None" = None,
+    anonymous: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> Path:
+    """Write the Anatomy as a DICOM SEG file referencing its source series.
+
+    Parameters
+    ----------
+    anatomy, volume, source
+        See :func:`build_dicom_seg`.
+    out_path : path-like
+        The ``.dcm`` file to write; replaced only once the new file is complete.
+    anonymous : bool
+        De-identify the SEG as ``surgplan anonymize`` does (patient, dates, UIDs —
+        including the referenced ones, which then no longer point at the original
+        series: share it with an anonymised copy of the images, not with the originals).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_path``.
+    """
+    seg = build_dicom_seg(anatomy, volume, source=source, progress=progress, cancel=cancel)
+    if anonymous:
+        from surgplan.report.anonymize import Deidentifier
+
+        Deidentifier().deidentify(seg)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
+    os.close(fd)
+    try:
+        seg.save_as(tmp, enforce_file_format=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give the usual mode
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
