@@ -63,3 +63,11 @@ class SegmentationError(SurgplanError, ValueError):
 class SegmentationFileError(SurgplanError, ValueError):
     """A segmentation folder (``surgplan segment`` output) is incomplete, corrupt or
     belongs to another image."""
+
+
+class PlanFileError(SurgplanError, ValueError):
+    """A plan file is unreadable, invalid or from a newer SurgPlan; names the field."""
+
+
+class PlanningError(SurgplanError, ValueError):
+    """A trajectory cannot be planned on this anatomy (level absent, no target)."""

@@ -1,0 +1,381 @@
+"""The catalogue of procedures SurgPlan plans, with their tools, dangers and ranges.
+
+Each :class:`Procedure` says how its target is found (``target_rule``), which
+tools it uses, which structures are dangerous and with what safety margin, what
+rejects a path outright (hard constraints) and which entry distances and angles
+are usual.  Every default carries its source (``/work/shared/DOMAIN.md`` and
+``ANATOMY.md``, the project's clinical notes) so that a number in a plan can be
+traced; a plan outside a usual range is not wrong, but the metrics say so.
+
+Structure names are patterns over the shared names of
+:mod:`surgplan.imaging.structures`: ``{upper}``, ``{lower}`` (the vertebrae of
+the planned level; for a single-vertebra procedure both are the vertebra) and
+``{side}`` are filled in per trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Optional, Tuple
+
+from surgplan.planning.plan import Tool
+
+#: Placement error defaults (navigation / fluoroscopy): 1.5 mm and 1.5°.
+#: DOMAIN.md "Figures to respect": navigated and robotic series report 1.6–1.8 mm and 1.6°,
+#: typical error 1–2 mm and 1–2°.
+PLACEMENT_ERROR_MM = 1.5
+PLACEMENT_ERROR_DEG = 1.5
+
+
+@dataclass(frozen=True)
+class CriticalStructure:
+    """A structure a tool must keep away from.
+
+    Attributes
+    ----------
+    pattern : str
+        Shared structure name with ``{upper}``, ``{lower}``, ``{side}``,
+        ``{other_side}`` placeholders.
+    margin_mm : float
+        Safety margin from the tool's surface (mm); closer is a risk.
+    hard : bool
+        True when touching it (tool surface clearance < 0) makes the path infeasible.
+    severity : float
+        Weight of this structure in the risk score (1 = a nerve root or the dura).
+    source : str
+        Where the margin and the danger come from.
+    """
+
+    pattern: str
+    margin_mm: float
+    hard: bool
+    severity: float
+    source: str
+
+    def name(self, upper: str, lower: str, side: str) -> str:
+        other = "right" if side == "left" else "left"
+        return self.pattern.format(upper=upper, lower=lower, side=side, other_side=other)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A usual range ``[low, high]`` with its source; ``None`` bounds are open."""
+
+    low: Optional[float]
+    high: Optional[float]
+    source: str
+
+    def contains(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def excess(self, value: float) -> float:
+        """How far ``value`` lies outside the range (0 inside)."""
+        if self.low is not None and value < self.low:
+            return self.low - value
+        if self.high is not None and value > self.high:
+            return value - self.high
+        return 0.0
+
+    def text(self) -> str:
+        lo = "…" if self.low is None else f"{self.low:g}"
+        hi = "…" if self.high is None else f"{self.high:g}"
+        return f"{lo}–{hi}"
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """One procedure of the catalogue.
+
+    Attributes
+    ----------
+    key : str
+        ``teld``, ``ield``, ``pedicle-screw``, ``intradiscal`` or ``facet``.
+    title : str
+        Name shown to the user.
+    level_kind : str
+        ``"disc"`` (levels like ``L4-L5``) or ``"vertebra"`` (``L4``).
+    target_rule : str
+        How the target is computed from the anatomy, in words
+        (:mod:`surgplan.planning.targets` implements it).
+    tools : tuple of Tool
+        Catalogue tools; the first is the default.
+    critical : tuple of CriticalStructure
+    bone_is_obstacle : bool
+        True when bone in the tool's cylinder must be removed (foraminoplasty,
+        laminotomy); False for a screw, whose path is meant to be in bone.
+    hard_bone : tuple of str
+        Bone structures (shared names, patterns allowed) that block the path
+        outright (the ilium for a transforaminal approach).
+    midline_mm : Mapping[str, Range]
+        Usual distance of the skin entry from the midline per level (mm).
+    medial_tilt_deg : Mapping[str, Range]
+        Usual medial tilt (angle between the tool and the sagittal plane, in
+        the axial projection, tool pointing medially) per level.
+    caudal_tilt_deg : Mapping[str, Range]
+        Usual craniocaudal tilt per level (positive: the tool points caudally).
+    medial_tilt_hard_deg : Range
+        Tilts outside this range are not an approach of this procedure (hard constraint).
+    sources : tuple of str
+    """
+
+    key: str
+    title: str
+    level_kind: str
+    target_rule: str
+    tools: Tuple[Tool, ...]
+    critical: Tuple[CriticalStructure, ...]
+    bone_is_obstacle: bool
+    hard_bone: Tuple[str, ...]
+    midline_mm: Mapping[str, Range] = field(default_factory=dict)
+    medial_tilt_deg: Mapping[str, Range] = field(default_factory=dict)
+    caudal_tilt_deg: Mapping[str, Range] = field(default_factory=dict)
+    medial_tilt_hard_deg: Range = Range(-30.0, 85.0, "geometry: a posterior or posterolateral "
+                                        "approach on the planned side")
+    sources: Tuple[str, ...] = ()
+
+    def tool(self, name: Optional[str] = None) -> Tool:
+        """The tool called ``name`` (default: the first); KeyError lists the choices."""
+        if name is None:
+            return self.tools[0]
+        for t in self.tools:
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.key} has no tool {name!r}; tools: {[t.name for t in self.tools]}")
+
+
+# --- sources ----------------------------------------------------------------------------------
+SRC_ROOT = ("DOMAIN.md: the exiting root is the commonest complication of TELD; margin = "
+            "placement error 1.5–2 mm (navigated series 1.6–1.8 mm)")
+SRC_DURA = "DOMAIN.md: dural sac, a no-go structure of every posterior or posterolateral approach"
+SRC_CANAL = "DOMAIN.md: medial breach into the canal (pedicle screws); holds the dural sac"
+SRC_VESSEL = ("DOMAIN.md: great vessels if the tip passes the anterior annulus; ANATOMY.md: "
+              "artery–disc gap 1–3 mm, common iliacs 3–8 mm")
+SRC_BOWEL = "DOMAIN.md: bowel/peritoneum if the entry is too lateral"
+SRC_KIDNEY = "ANATOMY.md: kidneys ≈ 5 cm from the midline at L1, T11–L2"
+SRC_ILIUM = ("DOMAIN.md: iliac crest blocking the path at L5-S1 (Sousa et al., CT n=200: the "
+             "steepest path hits the ilium in 28 %)")
+SRC_TELD_ENTRY = ("DOMAIN.md: transforaminal entry, MRI n=102 — lateral nucleus 32/45/55–60 mm "
+                  "and 12/20/27° medial tilt, centre of the nucleus 64/77/85 mm and 40/47/52° "
+                  "at L3-4/L4-5/L5-S1")
+SRC_TELD_SAGITTAL = ("DOMAIN.md: sagittal tilt ≈ 3° cephalad at L3-4, 10° caudal at L4-5, "
+                     "27° caudal at L5-S1 (MRI n=102)")
+SRC_CANNULA = "DOMAIN.md: working cannula + endoscope 6–8 mm outer diameter, ~150–200 mm long"
+SRC_SCREW = "DOMAIN.md: lumbar pedicle screws 4.5–7.5 mm × 35–55 mm"
+SRC_NEEDLE = "DOMAIN.md: spinal needle 18–22 G (0.7–1.3 mm), 90–180 mm"
+SRC_GR = ("DOMAIN.md: Gertzbein–Robbins grade A none, B < 2 mm, C 2–4 mm, D 4–6 mm, "
+          "E ≥ 6 mm breach")
+
+_ROOT_EXIT = "nerve root {upper} {side}"
+_ROOT_TRAVERSE = "nerve root {lower} {side}"
+_VESSELS = ("aorta", "inferior vena cava", "common iliac artery left", "common iliac artery right",
+            "common iliac vein left", "common iliac vein right")
+
+
+def _common_visceral(vessel_margin: float) -> tuple:
+    out = [CriticalStructure(v, vessel_margin, True, 1.0, SRC_VESSEL) for v in _VESSELS]
+    out.append(CriticalStructure("bowel", 5.0, True, 1.0, SRC_BOWEL))
+    out.append(CriticalStructure("kidney {side}", 5.0, True, 0.8, SRC_KIDNEY))
+    return tuple(out)
+
+
+def _per_level(values: dict, source: str) -> Mapping[str, Range]:
+    return MappingProxyType({lv: Range(lo, hi, source) for lv, (lo, hi) in values.items()})
+
+
+# Entry distance and tilt: between the lateral-nucleus and the nucleus-centre figures
+# (MRI n=102); levels above L3-4 extrapolated down by the same steps, marked as such.
+_TELD_MIDLINE = {"L1-L2": (20, 50), "L2-L3": (25, 57), "L3-L4": (32, 64), "L4-L5": (45, 77),
+                 "L5-S1": (55, 85), "L5-L6": (55, 85), "L6-S1": (55, 85)}
+_TELD_TILT = {"L1-L2": (5, 35), "L2-L3": (8, 38), "L3-L4": (12, 40), "L4-L5": (20, 47),
+              "L5-S1": (27, 52), "L5-L6": (27, 52), "L6-S1": (27, 52)}
+_TELD_CAUDAL = {"L1-L2": (-18, 12), "L2-L3": (-18, 12), "L3-L4": (-18, 12),
+                "L4-L5": (-5, 25), "L5-S1": (12, 42), "L5-L6": (12, 42), "L6-S1": (12, 42)}
+_CENTRE_MIDLINE = {"L1-L2": (40, 80), "L2-L3": (45, 85), "L3-L4": (50, 80), "L4-L5": (60, 95),
+                   "L5-S1": (70, 115), "L5-L6": (70, 115), "L6-S1": (70, 115)}
+_CENTRE_TILT = {"L1-L2": (25, 55), "L2-L3": (28, 55), "L3-L4": (30, 50), "L4-L5": (37, 57),
+                "L5-S1": (42, 62), "L5-L6": (42, 62), "L6-S1": (42, 62)}
+
+TELD = Procedure(
+    key="teld",
+    title="Transforaminal endoscopic lumbar discectomy",
+    level_kind="disc",
+    target_rule=("posterolateral disc at the foramen: on the disc's mid-plane, 5 mm in front of "
+                 "the posterior disc wall, halfway from the midline to the disc's lateral edge "
+                 "on the planned side"),
+    tools=(
+        Tool("teld-cannula-7.0", 7.0, 175.0, "working cannula 7.0 mm", SRC_CANNULA),
+        Tool("teld-cannula-6.0", 6.0, 175.0, "working cannula 6.0 mm", SRC_CANNULA),
+        Tool("teld-cannula-8.0", 8.0, 200.0, "working cannula 8.0 mm", SRC_CANNULA),
+    ),
+    critical=(
+        CriticalStructure(_ROOT_EXIT, 2.0, True, 1.0, SRC_ROOT),
+        CriticalStructure(_ROOT_TRAVERSE, 2.0, True, 1.0, SRC_ROOT),
+        # The epidural space (the rest of the spinal canal) is where a herniation is
+        # removed: entering it is the purpose, not a risk; the dural sac inside is.
+        CriticalStructure("dural sac", 2.0, True, 1.0, SRC_DURA),
+    ) + _common_visceral(5.0),
+    bone_is_obstacle=True,
+    hard_bone=("ilium {side}", "rib T12 {side}"),
+    midline_mm=_per_level(_TELD_MIDLINE, SRC_TELD_ENTRY),
+    medial_tilt_deg=_per_level(_TELD_TILT, SRC_TELD_ENTRY),
+    caudal_tilt_deg=_per_level(_TELD_CAUDAL, SRC_TELD_SAGITTAL),
+    medial_tilt_hard_deg=Range(0.0, 85.0, "a transforaminal path comes from the side and "
+                               "behind, pointing medially"),
+    sources=(SRC_CANNULA, SRC_ROOT, SRC_TELD_ENTRY, SRC_TELD_SAGITTAL, SRC_ILIUM),
+)
+
+IELD = Procedure(
+    key="ield",
+    title="Interlaminar endoscopic lumbar discectomy",
+    level_kind="disc",
+    target_rule=("posterior disc through the interlaminar window: on the disc's mid-plane, 3 mm "
+                 "in front of the posterior disc wall, 8 mm from the midline on the planned side"),
+    tools=(
+        Tool("ield-cannula-7.0", 7.0, 165.0, "working cannula 7.0 mm", SRC_CANNULA),
+        Tool("ield-cannula-8.0", 8.0, 165.0, "working cannula 8.0 mm", SRC_CANNULA),
+    ),
+    critical=(
+        # The surgeon retracts the dural sac and the traversing root in IELD: touching them
+        # is a high risk, not a reason to refuse the path.
+        CriticalStructure("dural sac", 1.0, False, 1.0, SRC_DURA),
+        CriticalStructure(_ROOT_TRAVERSE, 1.0, False, 1.0,
+                          "DOMAIN.md: IELD main dangers: dural sac, traversing nerve root"),
+        CriticalStructure(_ROOT_EXIT, 2.0, True, 1.0, SRC_ROOT),
+    ) + _common_visceral(5.0),
+    bone_is_obstacle=True,
+    hard_bone=("ilium {side}",),
+    midline_mm=_per_level({lv: (0, 30) for lv in _TELD_MIDLINE}, "posterior interlaminar approach "
+                          "(DOMAIN.md: same cannula, posterior approach)"),
+    medial_tilt_deg=_per_level({lv: (-10, 25) for lv in _TELD_MIDLINE},
+                               "posterior interlaminar approach, near sagittal"),
+    medial_tilt_hard_deg=Range(-30.0, 45.0, "an interlaminar path comes from behind"),
+    sources=(SRC_CANNULA, "DOMAIN.md: IELD mostly at L5-S1"),
+)
+
+PEDICLE_SCREW = Procedure(
+    key="pedicle-screw",
+    title="Percutaneous pedicle screw",
+    level_kind="vertebra",
+    target_rule=("along the pedicle's own axis (the axis of the pedicle's bone, found from its "
+                 "mask) into the anterior third of the body, 5 mm short of the anterior cortex"),
+    tools=(
+        Tool("screw-6.5x45", 6.5, 150.0, "pedicle screw 6.5 × 45 mm", SRC_SCREW, 45.0),
+        Tool("screw-4.5x35", 4.5, 150.0, "pedicle screw 4.5 × 35 mm", SRC_SCREW, 35.0),
+        Tool("screw-5.5x40", 5.5, 150.0, "pedicle screw 5.5 × 40 mm", SRC_SCREW, 40.0),
+        Tool("screw-7.5x50", 7.5, 150.0, "pedicle screw 7.5 × 50 mm", SRC_SCREW, 50.0),
+    ),
+    critical=(
+        CriticalStructure("dural sac", 1.0, True, 1.0, "DOMAIN.md: medial breach into the canal"),
+        CriticalStructure("spinal canal", 0.0, False, 0.8, SRC_CANAL),
+        CriticalStructure(_ROOT_EXIT, 1.0, False, 1.0,
+                          "DOMAIN.md: inferior breach onto the exiting root"),
+    ) + _common_visceral(3.0),
+    bone_is_obstacle=False,
+    hard_bone=(),
+    medial_tilt_deg=MappingProxyType({
+        "L1": Range(0, 20, "ANATOMY.md: pedicle medial angle L1 ≈ 5–15°"),
+        "L2": Range(0, 22, "ANATOMY.md: ≈ 5° per level"),
+        "L3": Range(3, 25, "ANATOMY.md: ≈ 5° per level"),
+        "L4": Range(5, 28, "ANATOMY.md: L4 ≈ 15°"),
+        "L5": Range(10, 34, "ANATOMY.md: L5 ≈ 20–24°"),
+        "S1": Range(25, 50, "ANATOMY.md: S1 ≈ 41–43°"),
+    }),
+    medial_tilt_hard_deg=Range(-20.0, 60.0, "a transpedicular path converges medially"),
+    sources=(SRC_SCREW, SRC_GR),
+)
+
+INTRADISCAL = Procedure(
+    key="intradiscal",
+    title="Intradiscal injection (PRP, cell therapy, discography)",
+    level_kind="disc",
+    target_rule="centre of the nucleus pulposus: the disc's centroid",
+    tools=(
+        Tool("needle-20G-150", 0.9, 150.0, "spinal needle 20 G, 150 mm", SRC_NEEDLE),
+        Tool("needle-18G-180", 1.3, 180.0, "spinal needle 18 G, 180 mm", SRC_NEEDLE),
+        Tool("needle-22G-90", 0.7, 90.0, "spinal needle 22 G, 90 mm", SRC_NEEDLE),
+    ),
+    critical=(
+        CriticalStructure(_ROOT_EXIT, 2.0, True, 1.0, SRC_ROOT),
+        CriticalStructure(_ROOT_TRAVERSE, 2.0, True, 1.0, SRC_ROOT),
+        CriticalStructure("dural sac", 2.0, True, 1.0, SRC_DURA),
+        CriticalStructure("spinal canal", 0.0, False, 0.6, SRC_CANAL),
+    ) + _common_visceral(5.0),
+    bone_is_obstacle=True,
+    hard_bone=("ilium {side}", "rib T12 {side}"),
+    midline_mm=_per_level(_CENTRE_MIDLINE, SRC_TELD_ENTRY),
+    medial_tilt_deg=_per_level(_CENTRE_TILT, SRC_TELD_ENTRY),
+    caudal_tilt_deg=_per_level(_TELD_CAUDAL, SRC_TELD_SAGITTAL),
+    medial_tilt_hard_deg=Range(0.0, 85.0, "same corridor as TELD"),
+    sources=(SRC_NEEDLE, "DOMAIN.md: same corridor as TELD"),
+)
+
+FACET = Procedure(
+    key="facet",
+    title="Facet joint injection / medial branch ablation",
+    level_kind="disc",
+    target_rule=("the facet joint between the upper vertebra's inferior and the lower vertebra's "
+                 "superior articular process on the planned side: the centre of the bone where "
+                 "the two processes meet"),
+    tools=(
+        Tool("needle-22G-90", 0.7, 90.0, "spinal needle 22 G, 90 mm", SRC_NEEDLE),
+        Tool("needle-20G-150", 0.9, 150.0, "spinal needle 20 G, 150 mm", SRC_NEEDLE),
+        Tool("rf-cannula-18G-100", 1.3, 100.0, "radiofrequency cannula 18 G, 100 mm",
+             SRC_NEEDLE),
+    ),
+    critical=(
+        CriticalStructure("spinal canal", 2.0, False, 1.0, "DOMAIN.md: facet: canal"),
+        CriticalStructure("dural sac", 2.0, True, 1.0, SRC_DURA),
+        CriticalStructure(_ROOT_EXIT, 2.0, False, 1.0, "DOMAIN.md: facet: exiting root"),
+    ) + _common_visceral(5.0),
+    bone_is_obstacle=False,
+    hard_bone=(),
+    midline_mm=_per_level({lv: (10, 60) for lv in _TELD_MIDLINE}, "posterior oblique approach"),
+    medial_tilt_deg=_per_level({"L1-L2": (-5, 35), "L2-L3": (-5, 40), "L3-L4": (-5, 45),
+                                "L4-L5": (0, 55), "L5-S1": (0, 55)},
+                               "ANATOMY.md: facet angle to the midsagittal plane 30° (L2/3) "
+                               "→ 47° (L4/5, L5/S1), Jentzsch 2013"),
+    medial_tilt_hard_deg=Range(-30.0, 70.0, "a posterior oblique approach"),
+    sources=(SRC_NEEDLE,),
+)
+
+#: The catalogue, by key.
+PROCEDURES: Mapping[str, Procedure] = MappingProxyType(
+    {p.key: p for p in (TELD, IELD, PEDICLE_SCREW, INTRADISCAL, FACET)})
+
+
+def get_procedure(key: str) -> Procedure:
+    """The catalogue entry ``key``; KeyError lists the procedures."""
+    try:
+        return PROCEDURES[key]
+    except KeyError:
+        raise KeyError(f"unknown procedure {key!r}; choose one of {sorted(PROCEDURES)}") from None
+
+
+def with_tool(procedure: Procedure, tool: Tool) -> Procedure:
+    """A copy of ``procedure`` whose catalogue also holds the user's ``tool`` (first)."""
+    import dataclasses
+
+    others = tuple(t for t in procedure.tools if t.name != tool.name)
+    return dataclasses.replace(procedure, tools=(tool,) + others)
+
+
+def split_level(procedure: Procedure, level: str) -> Tuple[str, str]:
+    """``("L4", "L5")`` for ``L4-L5``; ``("L4", "L4")`` for a vertebra procedure at ``L4``.
+
+    Raises
+    ------
+    ValueError
+        ``level`` does not have the form the procedure needs.
+    """
+    from surgplan.imaging.structures import is_vertebra
+
+    if procedure.level_kind == "disc":
+        parts = level.split("-")
+        if len(parts) != 2 or not all(is_vertebra(p) for p in parts):
+            raise ValueError(f"{procedure.key} is planned at a disc level such as L4-L5, "
+                             f"got {level!r}")
+        return parts[0], parts[1]
+    if not is_vertebra(level):
+        raise ValueError(f"{procedure.key} is planned at a vertebra such as L4, got {level!r}")
+    return level, level
