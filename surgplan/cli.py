@@ -231,13 +231,17 @@ def cmd_gui(args: argparse.Namespace) -> int:
     if not _has_display():
         print(
             "surgplan: no display (DISPLAY is not set), so the window cannot open; "
-            "work headless with `surgplan demo --out DIR` and `surgplan inspect DIR/ct`, "
-            "or run under `xvfb-run -a surgplan gui`.",
+            "running the headless pipeline instead (or run under `xvfb-run -a surgplan gui`).",
             file=sys.stderr,
         )
-    # The desktop window is not built yet: run the headless pipeline that the
-    # window will sit on, on the demo case or the given path, and say what it found.
-    return headless_pipeline(args.path)
+        if getattr(args, "screenshot", None):
+            return 1
+        # Without a window, do what the window would: load (and segment) the
+        # study, and say what was found.
+        return headless_pipeline(args.path)
+    from surgplan.ui.app import run
+
+    return run(args.path, screenshot=getattr(args, "screenshot", None))
 
 
 def demo_cache_dir() -> Path:
@@ -379,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open SurgPlan on PATH, or on the built-in demo case.",
     )
     s.add_argument("path", nargs="?", help="study to open (default: the demo case)")
+    s.add_argument(
+        "--screenshot",
+        metavar="FILE",
+        help="load, segment, propose a default plan, save the whole window as a PNG and exit",
+    )
     s.set_defaults(func=cmd_gui)
 
     from surgplan.cli_export import register as register_export_commands

@@ -19,7 +19,7 @@ from surgplan.render.images import index_space_image, scalar_lookup_table
 
 #: Surface opacity by kind: bone opaque; soft tissue see-through so bone shows behind it.
 KIND_OPACITY = {
-    "vertebra": 1.0, "rib": 1.0, "ilium": 1.0, "disc": 0.9, "spinal canal": 0.35,
+    "vertebra": 1.0, "rib": 1.0, "ilium": 0.35, "disc": 0.9, "spinal canal": 0.35,
     "dural sac": 0.8, "nerve root": 1.0, "vessel": 0.9, "muscle": 0.3, "organ": 0.5,
     "bowel": 0.3, "fat": 0.1, "skin": 0.12, "body": 0.08,
 }
@@ -186,7 +186,7 @@ def _label_actor(text: str, position, font_px: int):
     p.SetBold(True)
     p.SetColor(1.0, 1.0, 1.0)
     p.SetShadow(True)
-    p.SetJustificationToRight()
+    p.SetJustificationToLeft()
     p.SetVerticalJustificationToCentered()
     a.PickableOff()
     return a
@@ -242,8 +242,9 @@ class Scene3D:
             if is_vert:
                 v = mesh.vertices_lps
                 centre = v.mean(axis=0)
-                # Beside the body on the patient's right (−x), clear of the surface.
-                pos = np.array([v[:, 0].min() - 6.0, centre[1], centre[2]])
+                # Beside the vertebra on the patient's left (+x), the side the default
+                # (transforaminal, posterolateral left) camera looks from.
+                pos = np.array([v[:, 0].max() + 8.0, centre[1], centre[2]])
                 lab = _label_actor(name, pos, int(round(20 * self.font_scale)))
                 lab.SetVisibility(self._labels_visible)
                 self.renderer.AddViewProp(lab)

@@ -1,0 +1,856 @@
+"""SurgPlan's main window: open a study, see it in 2D and 3D, segment and edit.
+
+The window observes a :class:`~surgplan.ui.session.Session`; every long job
+(indexing and loading, segmentation, surfaces) runs in a
+:class:`~surgplan.ui.workers.Worker` with the progress bar and Cancel in the
+status bar, one job at a time, and only replaces the session's content when it
+succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
+
+from surgplan.core.progress import SubProgress
+from surgplan.imaging.structures import VERTEBRA_ORDER
+from surgplan.render import WINDOW_PRESETS_HU, auto_window, label_display
+from surgplan.ui.dialogs import show_error
+from surgplan.ui.panels import StructurePanel, StudyPanel
+from surgplan.ui.session import Case, Session
+from surgplan.ui.views import SliceView, View3D, ViewGrid
+from surgplan.ui.workers import Worker
+
+#: Largest total number of voxels loaded up front for the series browser (all
+#: series of a small study get a thumbnail; bigger ones load when chosen).
+PRELOAD_VOXELS = 150_000_000
+MAX_RECENT = 8
+#: Paint brush radius (mm).
+BRUSH_MM = 3.0
+#: Structures meshed for the 3D view (others are slices-only: skin, body …).
+MESH_KINDS = ("vertebra", "disc", "dural sac", "nerve root", "vessel", "ilium", "rib",
+              "spinal canal", "organ")
+
+
+def _kind(name: str) -> str:
+    from surgplan.imaging.structures import kind_of
+
+    try:
+        return kind_of(name)
+    except ValueError:
+        return ""
+
+
+def _load_case(path: str, *, progress=None, cancel=None) -> Case:
+    """Index ``path``, load its default series (and the others while small)."""
+    from surgplan.imaging.loader import index_input
+    from surgplan.imaging.volume import LoadWarning
+
+    with index_input(path, progress=SubProgress(progress, 0.0, 0.2), cancel=cancel) as study:
+        entry = study.default_series()
+        total = sum(s.rows * s.columns * s.slices for s in study.series)
+        todo = [entry] + ([s for s in study.series if s is not entry] if total <= PRELOAD_VOXELS
+                          else [])
+        volumes = {}
+        for n, s in enumerate(todo):
+            sub = SubProgress(progress, 0.2 + 0.8 * n / len(todo), 0.2 + 0.8 * (n + 1) / len(todo))
+            vol = s.load(progress=sub, cancel=cancel)
+            if study.skipped and s is entry:
+                extra = [LoadWarning("skipped-file", f"{sk.path}: {sk.reason}")
+                         for sk in study.skipped[:20]]
+                if len(study.skipped) > 20:
+                    extra.append(LoadWarning("skipped-file",
+                                             f"… and {len(study.skipped) - 20} more skipped files"))
+                vol = vol.with_warnings(*extra)
+            volumes[s.uid] = vol
+        return Case(str(path), list(study.series), volumes, entry.uid)
+
+
+def _load_series(path: str, uid: str, *, progress=None, cancel=None):
+    from surgplan.imaging.loader import index_input
+
+    with index_input(path, progress=SubProgress(progress, 0.0, 0.2), cancel=cancel) as study:
+        return study.find(uid).load(progress=SubProgress(progress, 0.2, 1.0), cancel=cancel)
+
+
+def _segment(volume, *, progress=None, cancel=None):
+    from surgplan.imaging.segment import segment_ct
+
+    anatomy = segment_ct(volume, progress=SubProgress(progress, 0.0, 0.8), cancel=cancel)
+    meshes = _meshes(anatomy, None, progress=SubProgress(progress, 0.8, 1.0), cancel=cancel)
+    return anatomy, meshes
+
+
+def _meshes(anatomy, names, *, progress=None, cancel=None) -> dict:
+    from surgplan.render import anatomy_meshes
+
+    wanted = [n for n in (anatomy.names if names is None else names) if _kind(n) in MESH_KINDS]
+    return anatomy_meshes(anatomy, wanted, progress=progress, cancel=cancel)
+
+
+class MainWindow(QMainWindow):
+    """The application window.
+
+    Parameters
+    ----------
+    settings : QSettings, optional
+        Where layout, presets and recent files persist (tests pass a temporary
+        INI file); default the user's SurgPlan settings.
+    font_scale : float, optional
+        VTK text size factor; default from the screen's device-pixel ratio and
+        the "projector" setting.
+
+    Signals
+    -------
+    jobFinished(str, bool)
+        A background job's title and whether it succeeded (tests wait on it).
+    """
+
+    jobFinished = Signal(str, bool)
+
+    def __init__(self, settings: Optional[QSettings] = None, font_scale: Optional[float] = None):
+        super().__init__()
+        self.settings = settings or QSettings("SurgPlan", "SurgPlan")
+        self.setWindowTitle("SurgPlan")
+        self.setAcceptDrops(True)
+        self.session = Session()
+        self.session.subscribe(self._on_session)
+        self.worker: Optional[Worker] = None
+        self.last_error = None
+        self._labels = None
+        self._mesh_cache: dict = {}  # (map, label) → Mesh of the current anatomy
+        self._prev_anatomy = None
+        projector = self.settings.value("view/projector", False, type=bool)
+        dpr = self.devicePixelRatioF() if font_scale is None else 1.0
+        self.font_scale = font_scale or dpr * (1.5 if projector else 1.0)
+
+        self.views = [SliceView(o, self.font_scale) for o in ("axial", "sagittal", "coronal")]
+        self.view3d = View3D(self.font_scale)
+        self.grid = ViewGrid(self.views + [self.view3d])
+        self.setCentralWidget(self.grid)
+        for v in self.views:
+            v.cursorMoved.connect(self.set_cursor)
+            v.windowChanged.connect(self.set_window)
+            v.painted.connect(self._paint)
+            v.strokeFinished.connect(self._stroke_finished)
+
+        self.study = StudyPanel()
+        self.study.seriesChosen.connect(self.choose_series)
+        self.structures = StructurePanel()
+        self.structures.visibilityChanged.connect(self._apply_visibility)
+        self.structures.colourChanged.connect(self._apply_colour)
+        self.structures.opacityChanged.connect(self._apply_opacity)
+        self.structures.segment_button.clicked.connect(self.segment)
+        self._add_dock("Study", self.study, Qt.DockWidgetArea.LeftDockWidgetArea, "studyDock")
+        self._add_dock("Structures", self.structures, Qt.DockWidgetArea.LeftDockWidgetArea,
+                       "structuresDock")
+        self._build_edit_buttons()
+        self._build_status_bar()
+        self._build_actions()
+        self._restore_settings()
+        self._stroke_anatomy = None
+        self._update_actions()
+
+    # --- construction ----------------------------------------------------------------------
+    def _add_dock(self, title, widget, area, name):
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_edit_buttons(self):
+        row = self.structures.edit_row
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.setToolTip("Rename the selected vertebra (transitional anatomy)")
+        self.rename_button.clicked.connect(self.rename_selected)
+        self.merge_button = QPushButton("Merge ↓")
+        self.merge_button.setToolTip("Merge the selected vertebra with the one below it")
+        self.merge_button.clicked.connect(self.merge_selected)
+        self.split_button = QPushButton("Split")
+        self.split_button.setToolTip("Split the selected vertebra at the crosshair (axial plane)")
+        self.split_button.clicked.connect(self.split_selected)
+        for b in (self.rename_button, self.merge_button, self.split_button):
+            row.addWidget(b)
+
+    def _build_status_bar(self):
+        sb = self.statusBar()
+        self.progress = QProgressBar()
+        self.progress.setObjectName("progressBar")
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(320)
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_job)
+        self.status_text = QLabel("")
+        sb.addWidget(self.status_text, 1)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_button)
+
+    def _action(self, text, slot, shortcut=None, checkable=False, tip=""):
+        a = QAction(text, self)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        a.setCheckable(checkable)
+        if tip:
+            a.setToolTip(tip)
+            a.setStatusTip(tip)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _build_actions(self):
+        m = self.menuBar()
+        f = m.addMenu("&File")
+        self.act_open = self._action("Open folder…", self.open_folder_dialog, "Ctrl+O",
+                                     tip="Open a folder of DICOM files")
+        self.act_open_file = self._action("Open file…", self.open_file_dialog, "Ctrl+Shift+O",
+                                          tip="Open a .zip, DICOMDIR, DICOM or NIfTI/NRRD/MHA file")
+        self.act_demo = self._action("Demo case", self.open_demo, "Ctrl+D",
+                                     tip="Open the built-in synthetic lumbar CT and MR")
+        self.recent_menu = f.addMenu("Recent")
+        self.act_screenshot = self._action("Save screenshot…", self._screenshot_dialog, "F12")
+        self.act_quit = self._action("Quit", self.close, "Ctrl+Q")
+        for a in (self.act_open, self.act_open_file, self.act_demo):
+            f.addAction(a)
+        f.addMenu(self.recent_menu)
+        f.addSeparator()
+        f.addAction(self.act_screenshot)
+        f.addAction(self.act_quit)
+
+        e = m.addMenu("&Edit")
+        self.act_undo = self._action("Undo", self.session_undo, QKeySequence.StandardKey.Undo)
+        self.act_redo = self._action("Redo", self.session_redo, QKeySequence.StandardKey.Redo)
+        self.act_segment = self._action("Segment", self.segment, "Ctrl+G",
+                                        tip="Find and name the vertebrae, discs and canal")
+        self.act_cancel = self._action("Cancel", self.cancel_job, "Esc")
+        group = QActionGroup(self)
+        self.act_navigate = self._action("Navigate", lambda: self.set_mode("navigate"), "N", True)
+        self.act_paint = self._action("Paint", lambda: self.set_mode("paint"), "P", True,
+                                      tip="Paint the selected structure on the slices")
+        self.act_erase = self._action("Erase", lambda: self.set_mode("erase"), "E", True,
+                                      tip="Erase the selected structure on the slices")
+        for a in (self.act_navigate, self.act_paint, self.act_erase):
+            group.addAction(a)
+        self.act_navigate.setChecked(True)
+        for a in (self.act_undo, self.act_redo, None, self.act_segment, self.act_cancel, None,
+                  self.act_navigate, self.act_paint, self.act_erase):
+            e.addSeparator() if a is None else e.addAction(a)
+
+        v = m.addMenu("&View")
+        self.preset_actions = {}
+        for n, (name, key) in enumerate((("bone", "F5"), ("spine", "F6"), ("soft tissue", "F7"))):
+            self.preset_actions[name] = self._action(
+                f"Window: {name}", lambda checked=False, nm=name: self.apply_preset(nm), key)
+            v.addAction(self.preset_actions[name])
+        self.act_auto = self._action("Window: automatic", lambda: self.apply_preset("auto"), "F8")
+        v.addAction(self.act_auto)
+        v.addSeparator()
+        self.act_layout = self._action("One large view", self.toggle_layout, "F9", True)
+        self.act_teaching = self._action("Hide patient details (teaching)", self.set_teaching,
+                                         "F10", True)
+        self.act_projector = self._action("Large text (projector; next start)",
+                                          self._set_projector, None, True)
+        self.act_reset = self._action("Reset views", self.reset_views, "Home")
+        self.act_volume = self._action("Volume rendering in 3D", self._toggle_volume_rendering,
+                                       "F11", True)
+        for a in (self.act_layout, self.act_teaching, self.act_projector, self.act_reset,
+                  self.act_volume):
+            v.addAction(a)
+
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        for a in (self.act_open, self.act_demo, self.act_segment, self.act_undo, self.act_redo):
+            tb.addAction(a)
+        tb.addSeparator()
+        self.preset_box = QComboBox()
+        self.preset_box.setObjectName("presetBox")
+        self.preset_box.addItems(["spine", "bone", "soft tissue", "auto"])
+        self.preset_box.setToolTip("Window/level preset (F5–F8); right-drag in a slice to adjust")
+        self.preset_box.textActivated.connect(self.apply_preset)
+        tb.addWidget(QLabel(" Window "))
+        tb.addWidget(self.preset_box)
+        tb.addSeparator()
+        for a in (self.act_navigate, self.act_paint, self.act_erase, self.act_layout,
+                  self.act_teaching):
+            tb.addAction(a)
+
+    # --- settings --------------------------------------------------------------------------
+    def _restore_settings(self):
+        geo = self.settings.value("window/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        else:
+            self.resize(1360, 740)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        layout = self.settings.value("view/layout", "grid")
+        large = int(self.settings.value("view/large", 0))
+        self.grid.set_layout(layout if layout in ViewGrid.LAYOUTS else "grid", large)
+        self.act_layout.setChecked(self.grid.layout_name == "one large")
+        self.act_teaching.setChecked(self.settings.value("view/teaching", False, type=bool))
+        self.act_projector.setChecked(self.settings.value("view/projector", False, type=bool))
+        self._rebuild_recent()
+
+    def _save_settings(self):
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("view/layout", self.grid.layout_name)
+        s.setValue("view/large", self.grid.large)
+        s.setValue("view/teaching", self.act_teaching.isChecked())
+        s.setValue("view/projector", self.act_projector.isChecked())
+        s.sync()
+
+    def recent_files(self) -> list:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, path: str):
+        items = [path] + [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recent", items[:MAX_RECENT])
+        self._rebuild_recent()
+
+    def _rebuild_recent(self):
+        self.recent_menu.clear()
+        for p in self.recent_files():
+            a = self.recent_menu.addAction(p)
+            a.triggered.connect(lambda checked=False, path=p: self.open_path(path))
+        self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    # --- jobs ----------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def run_job(self, title: str, fn: Callable, on_done: Callable) -> Optional[Worker]:
+        """Run ``fn(progress=, cancel=)`` in a worker thread, then ``on_done(result)``."""
+        if self.busy:
+            self.status_text.setText(f"Busy with {self.worker.title.lower()}: wait or press Cancel.")
+            return None
+        w = Worker(fn, title, self)
+        self.worker = w
+        w.progressed.connect(self._job_progress)
+        w.succeeded.connect(lambda result: self._job_done(w, on_done, result))
+        w.failed.connect(lambda exc, tb: self._job_failed(w, exc, tb))
+        w.cancelled.connect(lambda: self._job_cancelled(w))
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.status_text.setText(title + " …")
+        self._update_actions()
+        w.start()
+        return w
+
+    def _job_progress(self, fraction, message):
+        self.progress.setValue(int(fraction * 1000))
+        if self.worker is not None:
+            self.status_text.setText(f"{self.worker.title}: {message}")
+
+    def _end_job(self, w: Worker, message: str, ok: bool):
+        w.wait()
+        self.worker = None
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self.status_text.setText(message)
+        self._update_actions()
+        w.deleteLater()
+        self.jobFinished.emit(w.title, ok)
+
+    def _job_done(self, w, on_done, result):
+        try:
+            on_done(result)
+        except Exception as exc:  # the error dialog shows it; the old state stays
+            import traceback
+
+            self._end_job(w, f"{w.title} failed.", False)
+            self.report_error(f"{w.title} failed", exc, traceback.format_exc())
+            return
+        self._end_job(w, f"{w.title}: done.", True)
+
+    def _job_failed(self, w, exc, tb):
+        self._end_job(w, f"{w.title} failed.", False)
+        self.report_error(f"{w.title} failed", exc, tb)
+
+    def _job_cancelled(self, w):
+        self._end_job(w, f"{w.title}: cancelled; nothing changed.", False)
+
+    def cancel_job(self):
+        if self.worker is not None:
+            self.worker.cancel()
+            self.status_text.setText(f"Cancelling {self.worker.title.lower()} …")
+
+    def report_error(self, what: str, exc: BaseException, detail: str = ""):
+        """The one error dialog (see :func:`surgplan.ui.dialogs.show_error`)."""
+        self.last_error = show_error(self, what, exc, detail)
+        return self.last_error
+
+    # --- open ----------------------------------------------------------------------------------
+    def open_folder_dialog(self):
+        d = QFileDialog.getExistingDirectory(self, "Open a study folder",
+                                             self.settings.value("lastDir", str(Path.home())))
+        if d:
+            self.settings.setValue("lastDir", d)
+            self.open_path(d)
+
+    def open_file_dialog(self):
+        f, _ = QFileDialog.getOpenFileName(
+            self, "Open a study file", self.settings.value("lastDir", str(Path.home())),
+            "Studies (*.zip DICOMDIR *.dcm *.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)")
+        if f:
+            self.settings.setValue("lastDir", str(Path(f).parent))
+            self.open_path(f)
+
+    def open_path(self, path: str) -> Optional[Worker]:
+        """Open a folder, zip, DICOMDIR or volume file in the background."""
+        path = str(path)
+
+        def done(case):
+            self.session.set_case(case)
+            self._add_recent(path)
+
+        return self.run_job("Opening " + (Path(path).name or path),
+                            lambda **kw: _load_case(path, **kw), done)
+
+    def open_demo(self) -> Optional[Worker]:
+        """Write the demo case once to the cache (as ``surgplan gui`` does) and open it."""
+        from surgplan.cli import ensure_demo_case
+
+        def work(progress=None, cancel=None):
+            demo = ensure_demo_case(SubProgress(progress, 0.0, 0.5))
+            return _load_case(str(demo), progress=SubProgress(progress, 0.5, 1.0), cancel=cancel)
+
+        return self.run_job("Opening the demo case", work, self.session.set_case)
+
+    def choose_series(self, uid: str):
+        case = self.session.case
+        if uid == case.current_uid:
+            return
+        if uid in case.volumes:
+            self.session.select_series(uid)
+            return
+
+        def done(vol):
+            case.volumes[uid] = vol
+            self.session.select_series(uid)
+            self.study.show_case(case)
+
+        self.run_job("Loading series", lambda **kw: _load_series(case.source, uid, **kw), done)
+
+    def dragEnterEvent(self, ev):
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev):
+        urls = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            ev.acceptProposedAction()
+            self.open_path(urls[0])
+
+    # --- segmentation -------------------------------------------------------------------------
+    def segment(self) -> Optional[Worker]:
+        vol = self.session.case.volume
+        if vol is None:
+            self.status_text.setText("Open a CT study first (File ▸ Open, or the demo case).")
+            return None
+
+        def done(result):
+            anatomy, meshes = result
+            self._mesh_cache = {}
+            for name, mesh in meshes.items():
+                s = anatomy.structure(name)
+                self._mesh_cache[(s.map, s.label)] = mesh
+            self.session.apply("segmentation", anatomy=anatomy)
+            # Centre the slices on the middle lumbar level, where planning starts.
+            verts = [n for n in ("L4", "L3", "L5") if n in anatomy.names]
+            centre = anatomy.centroid_lps(verts[0]) if verts else None
+            if centre is not None:
+                self.set_cursor(centre)
+
+        return self.run_job("Segmenting", lambda **kw: _segment(vol, **kw), done)
+
+    # --- session → views ---------------------------------------------------------------------
+    def _on_session(self, reason: str):
+        if reason in ("case", "series"):
+            self._show_volume()
+        if reason == "case":
+            self.study.show_case(self.session.case)
+            self._mesh_cache = {}
+        if reason == "series":
+            self.study.show_details(self.session.case)
+        if reason in ("case", "anatomy"):
+            self._show_anatomy()
+        self._update_actions()
+        self.render_all()
+
+    def _show_volume(self):
+        vol = self.session.case.volume
+        if vol is None:
+            return
+        window = auto_window(vol.array, modality=vol.modality)
+        md = vol.metadata
+        upper_left = f"{md.patient_name or 'Anonymous'}\nID {md.patient_id or '—'}"
+        upper_right = f"{vol.modality} {md.series_description}\n{md.study_date}"
+        for v in self.views:
+            v.scene.set_volume(vol, window=window)
+            v.scene.set_patient_text(upper_left, upper_right)
+            v._user_camera = False
+            if v.isVisible():
+                v.GetRenderWindow().SetSize(*v._device_size())
+            v.scene.reset_camera()
+        self.view3d.scene.set_patient_text(upper_left, upper_right)
+        self.set_teaching(self.act_teaching.isChecked())
+        self.preset_box.setCurrentText("spine" if vol.modality == "CT" else "auto")
+        self.setWindowTitle(f"SurgPlan — {Path(self.session.case.source).name}")
+        if self.act_volume.isChecked():
+            self.view3d.scene.set_volume_rendering(vol, True)
+
+    def _show_anatomy(self):
+        anatomy = self.session.state.anatomy
+        vol = self.session.case.volume
+        usable = anatomy is not None and vol is not None and tuple(anatomy.shape) == vol.array.shape
+        self.structures.show_anatomy(anatomy if usable else None)
+        if not usable:
+            self._labels = None
+            for v in self.views:
+                v.scene.set_labels(None)
+            self.view3d.scene.set_surfaces({})
+            self._prev_anatomy = anatomy
+            return
+        self._labels = label_display(anatomy)
+        visible = self.structures.visible_names()
+        colours = self.structures.colours()
+        for v in self.views:
+            v.scene.set_labels(self._labels, visible=visible, colours=colours)
+            v.scene.set_overlay_opacity(self.structures.opacity.value() / 100.0)
+        self._update_meshes(anatomy)
+        first = self._prev_anatomy is None
+        self._prev_anatomy = anatomy
+        if first:
+            self.view3d.scene.reset_camera()
+
+    def _update_meshes(self, anatomy, names=None):
+        """Surfaces for the 3D view; re-mesh only structures whose voxels changed."""
+        prev = self._prev_anatomy
+        if prev is not None and prev is not anatomy and tuple(prev.shape) == tuple(anatomy.shape):
+            for m in ("vertebrae", "structures"):
+                a, b = getattr(prev, m), getattr(anatomy, m)
+                if a is b:
+                    continue
+                diff = a != b
+                if diff.any():
+                    changed = set(np.unique(a[diff]).tolist()) | set(np.unique(b[diff]).tolist())
+                    for lab in changed - {0}:
+                        self._mesh_cache.pop((m, int(lab)), None)
+        labels_now = {(s.map, s.label) for s in anatomy.items}
+        for key in list(self._mesh_cache):
+            if key not in labels_now:
+                del self._mesh_cache[key]
+        missing = [s.name for s in anatomy.items
+                   if (s.map, s.label) not in self._mesh_cache and _kind(s.name) in MESH_KINDS]
+        if len(missing) > 2:
+            # Many surfaces (an anatomy opened or restored): build them in the
+            # background and show the slices meanwhile.
+            QTimer.singleShot(0, lambda: self._build_meshes_job(anatomy, missing))
+        elif missing:
+            # One or two edited structures: a fraction of a second, done in place.
+            self._store_meshes(anatomy, _meshes(anatomy, missing))
+        self._show_meshes(anatomy)
+
+    def _store_meshes(self, anatomy, meshes: dict) -> None:
+        for name, mesh in meshes.items():
+            s = anatomy.structure(name)
+            self._mesh_cache[(s.map, s.label)] = mesh
+
+    def _build_meshes_job(self, anatomy, names):
+        def done(meshes):
+            if self.session.state.anatomy is anatomy:
+                self._store_meshes(anatomy, meshes)
+                self._show_meshes(anatomy)
+                self.view3d.scene.reset_camera()
+                self.view3d.render()
+
+        self.run_job("Building surfaces", lambda **kw: _meshes(anatomy, names, **kw), done)
+
+    def _show_meshes(self, anatomy) -> None:
+        meshes = {}
+        for s in anatomy.items:
+            mesh = self._mesh_cache.get((s.map, s.label))
+            if mesh is not None:
+                meshes[s.name] = mesh
+        self.session.meshes = meshes
+        visible = self.structures.visible_names()
+        self.view3d.scene.set_surfaces(
+            meshes, visible=[n for n in meshes if n in visible and _kind(n) not in
+                             ("spinal canal", "organ")],
+            colours=self.structures.colours())
+
+    def _apply_visibility(self):
+        visible = self.structures.visible_names()
+        for v in self.views:
+            v.scene.set_label_visibility(visible)
+        self.view3d.scene.set_visible(visible)
+        self.render_all()
+
+    def _apply_colour(self, name, rgb):
+        colours = self.structures.colours()
+        for v in self.views:
+            v.scene.set_label_colours(colours)
+        self.view3d.scene.set_colour(name, rgb)
+        self.render_all()
+
+    def _apply_opacity(self, opacity):
+        for v in self.views:
+            v.scene.set_overlay_opacity(opacity)
+        self.render_all()
+
+    def render_all(self):
+        for v in self.views + [self.view3d]:
+            v.render()
+
+    # --- navigation -----------------------------------------------------------------------------
+    def set_cursor(self, p_lps):
+        """Move the linked crosshair: every slice view goes through ``p_lps``."""
+        for v in self.views:
+            v.scene.set_cursor(p_lps)
+        self.render_all()
+
+    def set_window(self, width: float, level: float):
+        for v in self.views:
+            v.scene.set_window(width, level)
+        self.render_all()
+
+    def apply_preset(self, name: str):
+        """Window preset: ``bone``, ``spine``, ``soft tissue`` (HU) or ``auto``."""
+        vol = self.session.case.volume
+        if vol is None:
+            return
+        if name == "auto":
+            w, lv = auto_window(vol.array, modality="" if vol.modality == "CT" else vol.modality)
+        else:
+            w, lv = WINDOW_PRESETS_HU[name]
+        self.preset_box.setCurrentText(name)
+        self.settings.setValue("view/preset", name)
+        self.set_window(w, lv)
+
+    def toggle_layout(self):
+        self.grid.set_layout("one large" if self.act_layout.isChecked() else "grid")
+        QTimer.singleShot(0, self.reset_views)
+
+    def set_teaching(self, on=None):
+        """Hide (``True``) or show the patient and series text in every view."""
+        on = self.act_teaching.isChecked() if on is None else bool(on)
+        self.act_teaching.setChecked(on)
+        for v in self.views:
+            v.scene.set_patient_text_visible(not on)
+        self.view3d.scene.set_patient_text_visible(not on)
+        self.render_all()
+
+    def _set_projector(self):
+        self.settings.setValue("view/projector", self.act_projector.isChecked())
+        self.status_text.setText("Text size changes at the next start.")
+
+    def reset_views(self):
+        for v in self.views:
+            v.fit()
+        self.view3d.scene.reset_camera()
+        self.render_all()
+
+    def _toggle_volume_rendering(self):
+        self.view3d.scene.set_volume_rendering(self.session.case.volume, self.act_volume.isChecked())
+        self.view3d.render()
+
+    # --- editing -----------------------------------------------------------------------------------
+    def set_mode(self, mode: str):
+        for v in self.views:
+            v.mode = mode
+        {"navigate": self.act_navigate, "paint": self.act_paint,
+         "erase": self.act_erase}[mode].setChecked(True)
+        if mode != "navigate" and not self.structures.selected_name():
+            self.status_text.setText("Choose the structure to paint in the Structures list.")
+
+    def _paint(self, p_lps, erase: bool):
+        from surgplan.imaging.anatomy_edits import paint
+
+        anatomy = self.session.state.anatomy
+        name = self.structures.selected_name()
+        if anatomy is None or not name:
+            return
+        view = self.sender()
+        normal = view.scene.n if isinstance(view, SliceView) else None
+        base = self._stroke_anatomy or anatomy
+        try:
+            edited = paint(base, name, p_lps, BRUSH_MM, erase=erase, normal_lps=normal)
+        except Exception as exc:
+            self.report_error("Painting failed", exc)
+            return
+        if edited is base:
+            return
+        # During a stroke only the slices update; the stroke is one undo step at its end.
+        self._stroke_anatomy = edited
+        labels = label_display(edited)
+        self._labels = labels
+        for v in self.views:
+            v.scene.set_labels(labels, visible=self.structures.visible_names(),
+                               colours=self.structures.colours())
+            v.scene.set_overlay_opacity(self.structures.opacity.value() / 100.0)
+        self.render_all()
+
+    def _stroke_finished(self):
+        edited, self._stroke_anatomy = self._stroke_anatomy, None
+        if edited is not None:
+            name = self.structures.selected_name()
+            self.session.apply(f"paint {name}", anatomy=edited)
+
+    def _edit(self, description: str, fn):
+        anatomy = self.session.state.anatomy
+        if anatomy is None:
+            self.status_text.setText("Segment first: there is no anatomy to edit.")
+            return
+        try:
+            edited = fn(anatomy)
+        except (KeyError, ValueError) as exc:
+            self.report_error(description.capitalize() + " is not possible", exc)
+            return
+        self.session.apply(description, anatomy=edited)
+
+    def rename_selected(self):
+        name = self.structures.selected_name()
+        anatomy = self.session.state.anatomy
+        if anatomy is None or not name:
+            return
+        choices = [n for n in VERTEBRA_ORDER if n == name or n not in anatomy.names]
+        new, ok = QInputDialog.getItem(self, "Rename vertebra", f"New name for {name}:",
+                                       choices, choices.index(name) if name in choices else 0,
+                                       False)
+        if ok and new and new != name:
+            self.rename(name, new)
+
+    def rename(self, old: str, new: str):
+        self._edit(f"rename {old} → {new}", lambda a: a.rename(old, new))
+
+    def merge_selected(self):
+        from surgplan.imaging.anatomy_edits import merge
+
+        name = self.structures.selected_name()
+        anatomy = self.session.state.anatomy
+        if anatomy is None or not name:
+            return
+        verts = list(anatomy.vertebra_names)
+        if name not in verts or verts.index(name) + 1 >= len(verts):
+            self.status_text.setText("Select a vertebra that has one below it to merge.")
+            return
+        below = verts[verts.index(name) + 1]
+        self._edit(f"merge {below} into {name}", lambda a: merge(a, name, below))
+
+    def split_selected(self):
+        from surgplan.imaging.anatomy_edits import split
+
+        name = self.structures.selected_name()
+        anatomy = self.session.state.anatomy
+        if anatomy is None or not name:
+            return
+        free = [n for n in VERTEBRA_ORDER if n not in anatomy.names]
+        new, ok = QInputDialog.getItem(self, "Split vertebra",
+                                       f"Name of the part of {name} above the crosshair:", free, 0,
+                                       False)
+        if ok and new:
+            p = self.views[0].scene.cursor_lps
+            self._edit(f"split {name}", lambda a: split(a, name, p, (0.0, 0.0, 1.0), new))
+
+    def session_undo(self):
+        self.session.undo()
+
+    def session_redo(self):
+        self.session.redo()
+
+    def _update_actions(self):
+        s = self.session
+        has_vol = s.case.volume is not None
+        self.act_segment.setEnabled(has_vol and not self.busy)
+        self.structures.segment_button.setEnabled(has_vol and not self.busy)
+        self.act_undo.setEnabled(s.can_undo and not self.busy)
+        self.act_redo.setEnabled(s.can_redo and not self.busy)
+        self.act_undo.setText("Undo " + s.undo_text if s.can_undo else "Undo")
+        self.act_redo.setText("Redo " + s.redo_text if s.can_redo else "Redo")
+        for a in (self.act_open, self.act_open_file, self.act_demo):
+            a.setEnabled(not self.busy)
+
+    # --- screenshots ------------------------------------------------------------------------------
+    def screenshot(self):
+        """The whole window as a QImage, with the VTK views' real pixels painted in.
+
+        Qt's grab sees the widgets but not what OpenGL drew, so each view's
+        pixels are read back from VTK and composed into the grab.
+        """
+        from PySide6.QtGui import QImage
+
+        QApplication.processEvents()
+        img = self.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+        dpr = img.devicePixelRatio()
+        painter = QPainter(img)
+        for v in self.views + [self.view3d]:
+            if not v.isVisible():
+                continue
+            px = v.pixels()
+            h, w, _ = px.shape
+            q = QImage(px.data, w, h, px.strides[0], QImage.Format.Format_RGB888).copy()
+            q.setDevicePixelRatio(dpr)
+            top_left = v.mapTo(self, v.rect().topLeft())
+            painter.drawImage(top_left, q)
+        painter.end()
+        return img
+
+    def save_screenshot(self, path) -> Path:
+        p = Path(path)
+        if not self.screenshot().save(str(p)):
+            raise OSError(f"{p}: the screenshot could not be written (is the folder writable?)")
+        return p
+
+    def _screenshot_dialog(self):
+        f, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "surgplan.png", "PNG (*.png)")
+        if f:
+            try:
+                self.save_screenshot(f)
+            except OSError as exc:
+                self.report_error("Screenshot failed", exc)
+
+    # --- closing ---------------------------------------------------------------------------------
+    def closeEvent(self, ev):
+        if self.worker is not None:
+            self.worker.cancel()
+            self.worker.wait()
+            self.worker = None
+        self._save_settings()
+        for v in self.views + [self.view3d]:
+            v.close_vtk()
+        super().closeEvent(ev)
+
+
+__all__ = ["MainWindow"]

@@ -1,0 +1,214 @@
+"""The main window driven like a user: open the phantom's DICOM series, look, segment, edit.
+
+Pixels are read back from VTK (``SliceView.pixels``), not ``QWidget.grab``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from surgplan.imaging.structures import colour_of
+from tests.ui.conftest import open_and_wait, segment_and_wait
+
+pytestmark = pytest.mark.gui
+
+
+def _device_pixel(view, p_lps):
+    """Row/column in ``view.pixels()`` of an LPS point, and the matching Qt position."""
+    x, y = view.scene.lps_to_display(p_lps)
+    h = view.GetRenderWindow().GetSize()[1]
+    dpr = view.devicePixelRatioF()
+    return (int(round(h - 1 - y)), int(round(x))), QPoint(int(round(x / dpr)),
+                                                          int(round((h - 1 - y) / dpr)))
+
+
+def _inside(anatomy, name) -> np.ndarray:
+    """A voxel centre of ``name`` in its body (the centroid of a ring-shaped vertebra can
+    fall in the canal): the mask voxel nearest to a point 12 mm anterior of the centroid."""
+    k, j, i = np.nonzero(anatomy.mask(name))
+    lps = np.stack([i, j, k], 1) @ anatomy.ijk_to_lps[:3, :3].T + anatomy.ijk_to_lps[:3, 3]
+    aim = anatomy.centroid_lps(name) + np.array([0.0, -12.0, 0.0])
+    return lps[np.argmin(np.linalg.norm(lps - aim, axis=1))]
+
+
+def _qt_pos(view, p_lps) -> QPoint:
+    return _device_pixel(view, p_lps)[1]
+
+
+def test_open_segment_and_edit_the_phantom(qtbot, window, phantom_ct_dir):
+    win = window
+    assert open_and_wait(qtbot, win, phantom_ct_dir)
+    vol = win.session.case.volume
+    assert vol is not None and vol.modality == "CT"
+    # Series browser: one CT series with its thumbnail and facts.
+    assert win.study.list.count() == 1
+    assert not win.study.list.item(0).icon().isNull()
+    assert "CT" in win.study.list.item(0).text()
+    assert "Patient" in win.study.details.text()
+    # The slices show the CT: not blank, and the crosshair is linked.
+    axial, sagittal, coronal = win.views
+    px = axial.pixels()
+    assert px.std() > 20
+    # Segment in the background; the structure list fills with provenance.
+    assert segment_and_wait(qtbot, win)
+    anatomy = win.session.state.anatomy
+    names = win.structures.names()
+    assert len(anatomy.vertebra_names) >= 5
+    assert set(anatomy.vertebra_names) <= set(names)
+    vert = anatomy.vertebra_names[len(anatomy.vertebra_names) // 2]
+    assert win.structures.provenance_of(vert).startswith("segmented")
+    # The overlay in the vertebra's colour in its body (opacity 1 via the slider).
+    c = _inside(anatomy, vert)
+    win.set_cursor(c)
+    win.structures.opacity.setValue(100)
+    (row, col), _ = _device_pixel(axial, c)
+    got = axial.pixels()[row, col].astype(int)
+    assert np.abs(got - colour_of(vert)).max() <= 4, (got, colour_of(vert))
+    # Hide it: the grey CT shows there again.
+    win.structures.set_visible(vert, False)
+    grey = axial.pixels()[row, col].astype(int)
+    assert grey.max() - grey.min() <= 4
+    win.structures.set_visible(vert, True)
+    # 3D: surfaces per vertebra, coloured and named.
+    assert vert in win.view3d.scene.surface_actors and vert in win.view3d.scene.label_actors
+    img3d = win.view3d.pixels().reshape(-1, 3).astype(int)
+    target = np.array(colour_of(vert))
+    cos = img3d @ target / (np.linalg.norm(img3d, axis=1) * np.linalg.norm(target) + 1e-9)
+    assert (cos > 0.99).sum() > 50  # lit pixels of that vertebra's hue
+    # Rename (transitional anatomy), then undo and redo.
+    free = next(n for n in ("L6", "T11", "T10") if n not in anatomy.names)
+    win.rename(vert, free)
+    assert free in win.structures.names() and vert not in win.structures.names()
+    assert win.structures.provenance_of(free).startswith("edited")
+    assert win.act_undo.isEnabled()
+    win.act_undo.trigger()
+    assert vert in win.structures.names()
+    win.act_redo.trigger()
+    assert free in win.structures.names()
+    win.act_undo.trigger()
+
+
+def test_navigation_window_level_and_paint_by_mouse(qtbot, window, phantom_ct_dir):
+    win = window
+    assert open_and_wait(qtbot, win, phantom_ct_dir)
+    axial, sagittal, coronal = win.views
+    # Left click in the axial view moves the crosshair in every view.
+    p = axial.scene.cursor_lps + np.array([20.0, 15.0, 0.0])
+    qtbot.mouseClick(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, p))
+    for v in win.views:
+        assert np.allclose(v.scene.cursor_lps[:2], p[:2], atol=1.5)
+    # Wheel scrolls the axial slice by a voxel.
+    z0 = axial.scene.cursor_lps[2]
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    pos = QPointF(axial.width() / 2, axial.height() / 2)
+    ev = QWheelEvent(pos, axial.mapToGlobal(pos), QPoint(0, 0), QPoint(0, 120),
+                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                     Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(axial, ev)
+    assert abs(axial.scene.cursor_lps[2] - z0) == pytest.approx(1.6, abs=0.01)
+    assert sagittal.scene.cursor_lps[2] == pytest.approx(axial.scene.cursor_lps[2])
+    # Presets and a right drag change the window.
+    win.apply_preset("bone")
+    assert axial.scene.window == (2000.0, 400.0)
+    centre = QPoint(axial.width() // 2, axial.height() // 2)
+    qtbot.mousePress(axial, Qt.MouseButton.RightButton, pos=centre)
+    qtbot.mouseMove(axial, centre + QPoint(80, 0))
+    qtbot.mouseRelease(axial, Qt.MouseButton.RightButton, pos=centre + QPoint(80, 0))
+    assert axial.scene.window[0] > 2000.0 and sagittal.scene.window == axial.scene.window
+    # Teaching mode hides the patient text; the layout switches to one large view.
+    win.act_teaching.trigger()
+    assert not axial.scene.corners.actors["upper left"].GetVisibility()
+    win.act_layout.trigger()
+    qtbot.waitUntil(lambda: axial.width() > 2 * sagittal.width())
+
+
+def test_paint_and_erase_on_a_slice(qtbot, window, small_phantom, small_phantom_truth):
+    from surgplan.ui.session import Case
+
+    win = window
+    win.session.set_case(Case("phantom", [], {"ct": small_phantom.ct}, "ct"))
+    with qtbot.waitSignal(win.jobFinished, timeout=60_000) as blocker:
+        # An anatomy arriving whole (opened, restored): surfaces built in the background.
+        win.session.apply("segmentation", anatomy=small_phantom_truth)
+    assert blocker.args == ["Building surfaces", True]
+    assert "L3" in win.view3d.scene.surface_actors
+    anatomy = win.session.state.anatomy
+    vert = anatomy.vertebra_names[2]
+    axial = win.views[0]
+    c = _inside(anatomy, vert)
+    win.set_cursor(c)
+    win.structures.select(vert)
+    before = int(anatomy.mask(vert).sum())
+    # Paint a dab just in front of the body: the vertebra grows, as one undo step.
+    win.set_mode("paint")
+    target = c + np.array([0.0, -30.0, 0.0])
+    qtbot.mousePress(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, target))
+    qtbot.mouseMove(axial, _qt_pos(axial, target + [4.0, 0, 0]))
+    qtbot.mouseRelease(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, target + [4.0, 0, 0]))
+    edited = win.session.state.anatomy
+    assert edited is not anatomy
+    assert int(edited.mask(vert).sum()) > before
+    assert edited.structure(vert).provenance == "edited"
+    assert win.session.undo_text == f"paint {vert}"
+    win.set_mode("erase")
+    qtbot.mouseClick(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, target))
+    assert int(win.session.state.anatomy.mask(vert).sum()) < int(edited.mask(vert).sum())
+    win.act_undo.trigger()
+    win.act_undo.trigger()
+    assert win.session.state.anatomy is anatomy
+
+
+def test_bad_input_gives_the_error_dialog_and_the_window_stays_usable(
+        qtbot, window, tmp_path, phantom_ct_dir):
+    win = window
+    assert open_and_wait(qtbot, win, phantom_ct_dir)
+    loaded = win.session.case.volume
+    bad = tmp_path / "notes"
+    bad.mkdir()
+    for n in range(3):
+        (bad / f"note{n}.txt").write_text("not an image\n" * 20)
+    assert not open_and_wait(qtbot, win, bad)
+    box = win.last_error
+    assert box is not None and box.isVisible() and box.objectName() == "errorDialog"
+    assert str(bad) in box.informativeText() and "note0.txt" in box.informativeText()
+    assert box.detailedText()
+    box.close()
+    # Nothing that was open is lost; the window still works.
+    assert win.session.case.volume is loaded
+    assert win.act_segment.isEnabled()
+    assert open_and_wait(qtbot, win, phantom_ct_dir)
+
+
+def test_cancel_segmentation_leaves_the_state(qtbot, window, phantom_ct_dir):
+    win = window
+    assert open_and_wait(qtbot, win, phantom_ct_dir)
+    with qtbot.waitSignal(win.jobFinished, timeout=30_000) as blocker:
+        win.segment()
+        assert win.cancel_button.isVisible() and win.progress.isVisible()
+        qtbot.mouseClick(win.cancel_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["Segmenting", False]
+    assert win.session.state.anatomy is None
+    assert "cancelled" in win.status_text.text()
+    assert not win.cancel_button.isVisible()
+
+
+def test_layout_and_recent_files_persist(qtbot, settings, phantom_ct_dir):
+    from surgplan.ui.main_window import MainWindow
+
+    win = MainWindow(settings=settings, font_scale=1.0)
+    qtbot.addWidget(win)
+    win.show()
+    assert open_and_wait(qtbot, win, phantom_ct_dir)
+    win.act_layout.trigger()
+    win.close()
+    again = MainWindow(settings=settings, font_scale=1.0)
+    qtbot.addWidget(again)
+    assert again.grid.layout_name == "one large"
+    assert again.recent_files()[0] == str(phantom_ct_dir)
+    assert [a.text() for a in again.recent_menu.actions()] == [str(phantom_ct_dir)]
+    again.close()
