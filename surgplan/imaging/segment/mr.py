@@ -1,0 +1,318 @@
+"""``segment_mr``: vertebral bodies, discs and the dural sac on a T2-weighted MR.
+
+Steps (see ``/work/shared/APPROACHES.md``, MRI): resample onto an LPS-aligned
+isotropic grid → patient outline and coil-shading correction (N4) → intensity
+scale from percentiles inside the outline → the CSF column slice by slice →
+the body curve in front of it → disc planes from the signal along the curve
+(bright or dark against the marrow) → each body from its own marrow signal,
+then a marker watershed onto its cortex → discs between the bodies → the dural
+sac → names counted from the sacrum.  Labels go back to the input grid by
+nearest neighbour.
+
+What MR does not give here: posterior elements and their parts (the arch is
+thin and dark on T2 and is left to CT), the nerve roots (too small for a
+classical method at these voxel sizes; not outlined, said in the findings) and
+the bony canal around the dural sac.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from surgplan.core.errors import SegmentationError
+from surgplan.core.progress import CancelToken, ProgressCallback, check, no_progress
+from surgplan.imaging.anatomy import Anatomy, Structure, VertebraFrame
+from surgplan.imaging.segment import mr_spine as ms
+from surgplan.imaging.segment.canal import CanalTrack
+from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
+from surgplan.imaging.segment.vertebrae import segments_from_planes
+from surgplan.imaging.structures import disc_name, kind_of
+from surgplan.imaging.volume import Volume
+
+#: Voxel edge of the working grid (mm): the input's finest spacing, within these bounds.
+FINEST_MM = 1.0
+COARSEST_MM = 1.5
+#: Smallest field (mm) along each axis that can hold a vertebral body.
+MIN_FIELD_MM = 30.0
+#: A lowest disc this much weaker than the median disc is the rudimentary S1–S2 disc.
+RUDIMENTARY_SHARE = 0.4
+#: The dural sac ends at S1–S3: a CSF column that stops this far (mm) above the
+#: bottom of the field ends in view, so the view reaches the sacrum.
+SAC_END_MARGIN_MM = 15.0
+_NAMES_UP = ("S1", "L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10")
+
+
+def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
+               cancel: Optional[CancelToken] = None) -> Anatomy:
+    """Segment and name the vertebral bodies, discs and dural sac of a T2 MR.
+
+    Parameters
+    ----------
+    volume : Volume
+        A T2-weighted MR (sagittal or axial, any orientation and voxel size up
+        to ≈ 2 mm; intensity in arbitrary scanner units).
+    progress : callable, optional
+        ``progress(fraction, message)``, fraction in [0, 1].
+    cancel : CancelToken, optional
+        Checked between steps; cancelling raises and returns nothing.
+
+    Returns
+    -------
+    Anatomy
+        On the volume's grid: ``vertebrae`` holds the vertebral *bodies* (one
+        label each, named), ``structures`` the discs and the dural sac (CSF).
+        Provenance ``segmented``.  What was not found or not attempted (roots,
+        arches) is said in ``findings``.
+
+    Raises
+    ------
+    SegmentationError
+        The input is not a 3D volume, or its metadata says it is a CT.
+    OperationCancelled
+        ``cancel`` was set; no partial result exists.
+    """
+    report = progress or no_progress
+    if not isinstance(volume, Volume):
+        raise SegmentationError(f"segment_mr needs a Volume, got {type(volume).__name__}")
+    where = volume.source or "the volume"
+    modality = (volume.metadata.modality or "").upper()
+    if modality and modality != "MR":
+        raise SegmentationError(
+            f"{where} is a {modality} image; segment_mr segments MR only "
+            "(use segment_ct / --modality ct for a CT, or --modality mr if the header is wrong)")
+    if min(volume.shape_ijk) < 3:
+        raise SegmentationError(
+            f"{where} has {volume.shape_ijk} voxels: one or two slices are not a 3D MR; "
+            "load the whole series")
+    shape = volume.array.shape
+    empty = lambda *why: Anatomy.empty(shape, volume.ijk_to_lps, why)  # noqa: E731
+    extent = volume.spacing_mm * np.array(volume.shape_ijk)
+    if np.any(extent < MIN_FIELD_MM):
+        return empty(f"the field of view is {extent.round(0).tolist()} mm: too small to hold a "
+                     f"vertebral body (≥ {MIN_FIELD_MM:.0f} mm along every axis needed); "
+                     "nothing segmented")
+    check(cancel)
+    report(0.0, "resampling")
+    image = volume.to_sitk()
+    sp = float(np.clip(np.min(volume.spacing_mm), FINEST_MM, COARSEST_MM))
+    lo, hi = volume_box_lps(image)
+    grid = WorkGrid.covering(lo, hi, sp)
+    raw = grid.sample(image, default=0.0)
+    if float(np.ptp(raw)) <= 0.0:
+        return empty(f"{where} has one value everywhere: there is nothing to segment")
+    img = ndi.gaussian_filter(raw, 0.8 / sp)
+    del raw
+    check(cancel)
+    report(0.1, "patient outline and coil shading")
+    outline = ms.patient_outline(img)
+    if outline.sum() * sp**3 < 50_000.0:  # 50 ml
+        return empty("no patient was found in the image (the signal above the background "
+                     "is smaller than 50 ml); nothing segmented")
+    img = ms.bias_corrected(img, outline, sp)
+    scale = ms.intensity_scale(img, outline)
+    check(cancel)
+    report(0.2, "CSF column")
+    track = ms.track_csf(img, outline, scale, sp)
+    if len(track.z) < 3:
+        return empty("no spine was found: no column of bright CSF (the dural sac) runs through "
+                     "the axial slices; is this a T2-weighted image of the spine?")
+    marrow = ms.marrow_level(img, track, sp)
+    check(cancel)
+    report(0.3, "spine curve")
+    curve = ms.fit_mr_curve(img, grid, track, marrow, scale) if np.isfinite(marrow) else None
+    if curve is None or curve.length_mm < 20.0:
+        return empty("a CSF column was seen but no vertebral bodies in front of it: the field "
+                     "may cut the spine; nothing segmented")
+    # --- crop the grid around the spine (the rest only costs time) ----------------------
+    img, grid, track, outline = _crop(img, grid, track, outline, curve)
+    marrow = ms.marrow_level(img, track, sp)
+    check(cancel)
+    report(0.4, "discs")
+    found = ms.find_mr_discs(img, grid, curve, marrow)
+    discs, rudimentary = _drop_rudimentary(found)
+    planes = [d.plane for d in discs]
+    segs = segments_from_planes(curve, planes)
+    findings = []
+    if not discs:
+        findings.append("no disc was found along the spine: the bodies could not be separated "
+                        "(fused spine, field too short, or too little contrast)")
+    check(cancel)
+    report(0.5, "vertebral bodies")
+    bodies, walls = ms.label_bodies(img, grid, segs, discs, marrow, scale)
+    check(cancel)
+    report(0.65, "vertebral bodies: edges")
+    bodies = ms.refine_bodies(img, grid, segs, discs, bodies, walls, scale, marrow)
+    check(cancel)
+    report(0.75, "discs and dural sac")
+    disc_masks = ms.label_mr_discs(img, grid, segs, walls, bodies, scale)
+    taken = bodies > 0
+    for m in disc_masks.values():
+        taken |= m
+    sac = ms.label_dural_sac(img, grid, curve, track, scale, taken)
+    check(cancel)
+    report(0.85, "names")
+    naming = _names(segs, discs, rudimentary, track, grid, lo, bodies)
+    findings.extend(naming[2])
+    names, provisional = naming[0], naming[1]
+    report(0.9, "mapping labels to the image grid")
+    anatomy = _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac,
+                        findings)
+    check(cancel)
+    report(1.0, "done")
+    return anatomy
+
+
+def _crop(img, grid: WorkGrid, track: CanalTrack, outline, curve):
+    """Cut the arrays to a box around the curve (±70 mm across, 70 mm in front, 60 behind)."""
+    pts = np.concatenate([curve.points_lps, curve.canal_lps])
+    lo = pts.min(0) - np.array([70.0, 70.0, 20.0])
+    hi = pts.max(0) + np.array([70.0, 60.0, 20.0])
+    i0 = np.maximum(np.floor(grid.lps_to_index(lo)).astype(int), 0)
+    i1 = np.minimum(np.ceil(grid.lps_to_index(hi)).astype(int) + 1, img.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(i0, i1))
+    origin = grid.origin_lps + i0[::-1] * grid.spacing_mm
+    sub = WorkGrid(origin, grid.spacing_mm, tuple(int(b - a) for a, b in zip(i0, i1)))
+    keep = (track.z >= i0[0]) & (track.z < i1[0])
+    tr = CanalTrack(track.z[keep] - i0[0], track.yx[keep] - i0[1:], track.area_mm2[keep],
+                    track.mask[box])
+    return np.ascontiguousarray(img[box]), sub, tr, outline[box]
+
+
+def _drop_rudimentary(discs: list) -> tuple:
+    """Drop a lowest disc much weaker than the rest: the rudimentary S1–S2 disc.
+
+    Returns ``(discs, seen)`` where ``seen`` says one was dropped.
+    """
+    if len(discs) >= 3:
+        others = np.median([d.plane.depth_hu for d in discs[1:]])
+        if discs[0].plane.depth_hu < RUDIMENTARY_SHARE * others:
+            return discs[1:], True
+    return discs, False
+
+
+def _names(segs, discs, rudimentary, track, grid, field_lo, bodies) -> tuple:
+    """Names (caudal → cranial), provisional flags and findings.
+
+    The lowest full disc of a lumbar MR is taken as L5–S1, so the segment below
+    it is S1 and the ones above are L5, L4 … .  The sacrum is *seen* when a
+    rudimentary S1–S2 disc shows below that disc, or when the dural sac ends
+    inside the field (it ends at S1–S3); then the names stand, otherwise they
+    are provisional.  Without a whole-spine view a sixth lumbar vertebra or a
+    sacralised L5 cannot be told, and the findings say so.
+    """
+    n = len(segs)
+    if n == 0:
+        return (), (), ("no vertebral bodies were separated, so nothing could be named",)
+    # index of the segment above the lowest disc
+    if discs:
+        k_low = next((i for i, sg in enumerate(segs) if sg.lower is discs[0].plane), 0)
+    else:
+        k_low = 0
+    sac_end_z = grid.origin_lps[2] + track.z.min() * grid.spacing_mm if len(track.z) else np.inf
+    sac_ends = sac_end_z - field_lo[2] > SAC_END_MARGIN_MM
+    seen = bool(discs) and (rudimentary or sac_ends)
+    names, prov = [], []
+    for i in range(n):
+        j = i - k_low + 1  # 0 = S1, 1 = L5 …
+        names.append(_NAMES_UP[j] if 0 <= j < len(_NAMES_UP) else "")
+        prov.append(not seen)
+    findings = []
+    why = ("a rudimentary S1–S2 disc shows below it" if rudimentary
+           else "the dural sac ends inside the field")
+    if seen:
+        findings.append(f"named by counting up from the sacrum (the lowest full disc is taken as "
+                        f"L5–S1: {why}); a sixth lumbar vertebra or a sacralised L5 cannot be "
+                        "told on a lumbar MR without a whole-spine view")
+    elif discs:
+        findings.append("the sacrum was not seen (the dural sac runs out of the field and no "
+                        "rudimentary S1–S2 disc shows): the lowest disc is assumed to be L5–S1 "
+                        "and the names are provisional — check them and rename")
+    else:
+        findings.append("no disc was found, so the one body cannot be named from the sacrum: "
+                        "its name is provisional")
+    return tuple(names), tuple(prov), tuple(findings)
+
+
+def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac, findings):
+    """Label maps on the input grid and the Structure records."""
+    aff = volume.ijk_to_lps
+    shape = volume.array.shape
+    present = [n for n in range(1, len(segs) + 1) if names[n - 1] and np.any(bodies == n)]
+    unnamed = [n for n in range(1, len(segs) + 1) if not names[n - 1] and np.any(bodies == n)]
+    if unnamed:
+        findings.append(f"{len(unnamed)} body(ies) above T10 were outlined but not kept "
+                        "(no shared name)")
+    order = list(reversed(present))  # cranial first
+    vert_map = np.zeros(bodies.shape, np.uint16)
+    for value, n in enumerate(order, start=1):
+        vert_map[bodies == n] = value
+    struct_map = np.zeros(bodies.shape, np.uint16)
+    disc_items = []
+    value = 0
+    for n, m in sorted(disc_masks.items(), reverse=True):
+        lower, upper = names[n - 1], names[n] if n < len(names) else ""
+        if not (lower and upper) or not _known(disc_name(upper, lower)):
+            continue
+        value += 1
+        struct_map[m & (struct_map == 0)] = value
+        disc_items.append((disc_name(upper, lower), value, provisional[n - 1]))
+    sac_value = 0
+    if sac.any():
+        value += 1
+        sac_value = value
+        struct_map[sac & (struct_map == 0)] = value
+    vert_in = grid.labels_onto(vert_map, image)
+    struct_in = grid.labels_onto(struct_map, image)
+
+    def centroid(m):
+        return aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
+
+    items = []
+    for value, n in enumerate(order, start=1):
+        sg = segs[n - 1]
+        m = vert_in == value
+        normals = [p.normal for p in (sg.lower, sg.upper) if p is not None]
+        si = np.mean(normals, axis=0) if normals else sg.t
+        si = si / np.linalg.norm(si)
+        ap = sg.v - (sg.v @ si) * si
+        ap /= np.linalg.norm(ap)
+        c = centroid(m)
+        frame = VertebraFrame((c if c is not None else sg.centre_lps).copy(), si, ap,
+                              np.cross(ap, si))
+        note = "vertebral body only (MR)"
+        if provisional[n - 1]:
+            note += "; name provisional: the sacrum was not seen"
+        if not m.any():
+            note += "; too small to show on the input grid"
+        items.append(Structure(names[n - 1], value, "vertebrae", "vertebra", "segmented",
+                               provisional[n - 1], note, c, frame))
+    for name, v, prov in disc_items:
+        items.append(Structure(name, v, "structures", "disc", "segmented", prov,
+                               "named from its vertebrae (provisional)" if prov else "",
+                               centroid(struct_in == v)))
+    if sac_value:
+        items.append(Structure("dural sac", sac_value, "structures", "dural sac", "segmented",
+                               False, "the CSF column (bright on T2)",
+                               centroid(struct_in == sac_value)))
+    else:
+        findings.append("the dural sac (CSF) could not be outlined")
+    if order:
+        findings.insert(0, f"found {len(order)} vertebral bodies: "
+                           + ", ".join(names[n - 1] for n in order))
+    else:
+        findings.append("a spine curve was found but no vertebral body could be outlined on it")
+    findings.append("on MR only the vertebral bodies are outlined (no posterior elements or "
+                    "sub-regions), and the nerve roots and the bony canal around the dural sac "
+                    "are not segmented: plan root and canal clearances on CT or check them by eye")
+    return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings))
+
+
+def _known(name: str) -> bool:
+    try:
+        kind_of(name)
+    except ValueError:
+        return False
+    return True
