@@ -175,23 +175,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
         args.path, series_uid=args.series, modality=modality, progress=SubProgress(progress, 0, 0.2)
     )
     mod = modality or vol.modality
-    if mod == "MR":
-        raise SegmentationError(
-            f"{args.path}: MR segmentation is not available yet; SurgPlan segments CT. "
-            "Open the patient's CT, or plan on the MR without automatic labels."
-        )
-    if mod != "CT":
+    segment = segment_ct
+    if mod == "MR":  # T2: vertebral bodies, discs and the dural sac
+        from surgplan.imaging.segment.mr import segment_mr as segment
+    elif mod != "CT":
         raise SegmentationError(
             f"{args.path}: the modality is unknown ({vol.metadata.modality or 'not recorded'}); "
-            "say --modality ct if this is a CT in Hounsfield units."
+            "say --modality ct if this is a CT in Hounsfield units, or --modality mr for a "
+            "T2-weighted MR."
         )
-    if vol.modality != "CT":
-        vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality="CT"))
+    if vol.modality != mod:
+        vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality=mod))
     if args.dicom_seg:  # refuse before minutes of work when the SEG cannot be made
         from surgplan.report.dicom_seg import source_datasets, write_dicom_seg
 
         source_datasets(vol, args.path)
-    anatomy = segment_ct(vol, progress=SubProgress(progress, 0.2, 0.75))
+    anatomy = segment(vol, progress=SubProgress(progress, 0.2, 0.75))
     out = write_segmentation(
         anatomy, vol, args.out, meshes=not args.no_meshes, progress=SubProgress(progress, 0.75, 1)
     )
