@@ -392,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     from surgplan.cli_export import register as register_export_commands
 
     register_export_commands(sub)
+    from surgplan.cli_plan import add_parser as add_plan_parser
+
+    add_plan_parser(sub)
     return p
 
 

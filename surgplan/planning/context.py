@@ -330,23 +330,36 @@ def _body_outline(anatomy: Anatomy, volume) -> tuple:
         which = "skin" if "skin" in names else "body"
         union = (anatomy.vertebrae > 0) | (anatomy.structures > 0)
         union = _fill_slices(union)
-        return union, (f"skin: the outer boundary of all labels (the anatomy's '{which}' "
-                       f"structure, {anatomy.structure(which).provenance})")
-    if volume is not None and np.issubdtype(volume.array.dtype, np.number) and \
-            (volume.modality in ("CT", "") or volume.modality is None):
-        hu = np.asarray(volume.array)
-        if hu.min() < -500:
-            body = hu >= BODY_HU
-            lab, n = ndi.label(body)
-            if n:
-                sizes = np.bincount(lab.ravel())
-                sizes[0] = 0
-                body = lab == int(np.argmax(sizes))
-                body = _fill_slices(body)
-                return body, ("skin: the body outline of the CT (≥ −300 HU, largest component); "
-                              "the anatomy has no skin or body structure")
+        note = (f"skin: the outer boundary of all labels (the anatomy's '{which}' structure, "
+                f"{anatomy.structure(which).provenance})")
+        ct = _ct_outline(volume)
+        if ct is not None:  # unlabelled air inside the body (lungs, bowel gas) is not skin
+            union |= ct
+            note += " joined with the CT's body outline"
+        return union, note
+    ct = _ct_outline(volume)
+    if ct is not None:
+        return ct, ("skin: the body outline of the CT (≥ −300 HU, largest component); "
+                    "the anatomy has no skin or body structure")
     return None, ("no body outline: the anatomy has no 'skin' or 'body' structure and no CT "
                   "volume was given, so skin entries and depths cannot be checked")
+
+
+def _ct_outline(volume) -> Optional[np.ndarray]:
+    """Voxels ≥ −300 HU, largest component, holes filled per slice; None without a CT."""
+    if volume is None or not np.issubdtype(volume.array.dtype, np.number) or \
+            volume.modality not in ("CT", ""):
+        return None
+    hu = np.asarray(volume.array)
+    if hu.min() >= -500:
+        return None
+    body = hu >= BODY_HU
+    lab, n = ndi.label(body)
+    if not n:
+        return None
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return _fill_slices(lab == int(np.argmax(sizes)))
 
 
 def _fill_slices(mask: np.ndarray) -> np.ndarray:
@@ -367,6 +380,7 @@ def _skin_vertices(outline: np.ndarray, aff: np.ndarray) -> np.ndarray:
     # the image's own edges are not skin (a cropped field of view)
     surf[:, 0, :] = surf[:, -1, :] = False
     surf[:, :, 0] = surf[:, :, -1] = False
+    surf[0] = surf[-1] = False
     k, j, i = np.nonzero(surf)
     return apply_affine(aff, np.stack([i, j, k], 1).astype(float))
 

@@ -95,7 +95,8 @@ class PedicleFit:
     """A pedicle screw against its pedicle.
 
     ``breach_mm`` is how far the screw's surface leaves the vertebra past its first
-    5 mm in bone; ``grade`` the Gertzbein–Robbins grade it predicts; shares sum to 1.
+    5 mm in bone; ``grade`` the Gertzbein–Robbins grade it predicts from the breach less
+    half a voxel (the label map's uncertainty); shares sum to 1.
     """
 
     vertebra: str
@@ -490,7 +491,9 @@ def _pedicle_fit(ctx, vertebra, side, target, d, tool, length):
         skip = int(5.0 / STEP_MM)
         part = sd[: max(first - skip, 1)]
         breach = float(max(0.0, (part + r).max()))
-    grade = gertzbein_robbins(breach)
+    # the surfaces are known to half a voxel: a smaller excursion is not called a breach
+    tol = 0.5 * float(np.max(ctx.anatomy.ijk_spacing_mm))
+    grade = gertzbein_robbins(breach - tol)
     width = float("nan")
     try:
         from surgplan.planning.targets import pedicle_axis

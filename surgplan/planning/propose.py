@@ -307,7 +307,9 @@ def _propose_along_axis(ctx, tgt, target, ev, count, cancel) -> List[TrajectoryM
 
     e1, e2 = perpendicular_basis(d0)
     out = []
-    for da, db in [(0, 0), (2, 0), (-2, 0), (0, 2), (0, -2), (4, 0), (-4, 0)]:
+    # the pedicle axis and small tilts of it (medial/lateral up to 8°, cranio-caudal 2°)
+    for da, db in [(0, 0), (2, 0), (-2, 0), (0, 2), (0, -2), (4, 0), (-4, 0), (6, 0), (-6, 0),
+                   (8, 0), (-8, 0)]:
         d = d0 + math.radians(da) * e1 + math.radians(db) * e2
         d /= np.linalg.norm(d)
         far = target - 300.0 * d
@@ -315,7 +317,9 @@ def _propose_along_axis(ctx, tgt, target, ev, count, cancel) -> List[TrajectoryM
         entry = skin if skin is not None else target - 120.0 * d
         out.append(ev(entry))
         check(cancel)
-    out.sort(key=_rank)
+    # a screw is first judged by its breach of the pedicle (Gertzbein–Robbins)
+    out.sort(key=lambda m: (m.risk.category == "infeasible",
+                            round(m.pedicle.breach_mm, 1) if m.pedicle else 0.0) + _rank(m))
     return out[:count]
 
 

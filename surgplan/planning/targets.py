@@ -223,18 +223,39 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
         a = np.radians(ang)
         d_loc = np.array([-s * np.sin(a), -np.cos(a), 0.0])
         ts = np.arange(-30.0, 70.0, 0.25)
-        sd = f.sample(fr.origin_lps + (centre[None, :] + ts[:, None] * d_loc[None, :]) @ R)
-        inside = sd < 0
         i0 = int(np.argmin(np.abs(ts)))
-        if not inside[i0]:
+        # the pedicle's centroid need not be its best passage: shift the axis across
+        # itself (±3 mm, lateral and cranio-caudal) to the line that stays deepest in
+        # bone from the isthmus to the front of the body (max-min depth)
+        lat = np.array([-d_loc[1], d_loc[0], 0.0])
+        sd0 = f.sample(fr.origin_lps + (centre[None, :] + ts[:, None] * d_loc[None, :]) @ R)
+        if not sd0[i0] < 0:
+            raise PlanningError(f"the centre of the {side} pedicle of {vertebra} is not in bone")
+        b_ref = i0
+        while b_ref < len(ts) - 1 and sd0[b_ref + 1] < 0:
+            b_ref += 1
+        best = None
+        for dl in np.arange(-3.0, 3.01, 0.5):
+            for dw in np.arange(-3.0, 3.01, 0.5):
+                c = centre + dl * lat + np.array([0.0, 0.0, dw])
+                sd = f.sample(fr.origin_lps + (c[None, :] + ts[:, None] * d_loc[None, :]) @ R)
+                inside = sd < 0
+                if not inside[i0]:
+                    continue
+                a0 = i0
+                while a0 > 0 and inside[a0 - 1]:
+                    a0 -= 1
+                b0 = i0
+                while b0 < len(ts) - 1 and inside[b0 + 1]:
+                    b0 += 1
+                seg = sd[i0:max(b_ref - 20, i0 + 1)]  # isthmus → 5 mm short of the front
+                score = -float(seg.max())
+                if best is None or score > best[0]:
+                    best = (score, c, ts[a0], ts[b0])
+        if best is None:
             raise PlanningError(f"the axis of the {side} pedicle of {vertebra} is not in bone")
-        a0 = i0
-        while a0 > 0 and inside[a0 - 1]:
-            a0 -= 1
-        b0 = i0
-        while b0 < len(ts) - 1 and inside[b0 + 1]:
-            b0 += 1
-        best = (0.0, ang, d_loc, ts[a0], ts[b0])
+        _, centre, t_in, t_out = best
+        best = (0.0, ang, d_loc, t_in, t_out)
         _, ang, d_loc, t_in, t_out = best
         R = np.stack([fr.lr, fr.ap, fr.si])
         c_lps = fr.origin_lps + centre @ R

@@ -1,0 +1,153 @@
+"""``surgplan plan``: propose or evaluate a trajectory on a study and print its metrics."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+
+def _point(text: str, what: str):
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != 3:
+        raise SystemExit(f"surgplan plan: {what} must be three numbers x,y,z in LPS mm, "
+                         f"got {text!r}")
+    return tuple(vals)
+
+
+def add_parser(sub) -> None:
+    """Register ``plan`` on the ``surgplan`` sub-parsers."""
+    from surgplan.planning.procedures import PROCEDURES
+
+    s = sub.add_parser(
+        "plan",
+        help="propose or evaluate a trajectory (TELD, IELD, pedicle screw …) with its risks",
+        description="Load and segment a study (or read a `surgplan segment` folder), then "
+        "propose the best trajectories for the procedure at the level and side, or evaluate "
+        "the one given by --entry and --target (LPS mm), and print the metrics table.",
+    )
+    s.add_argument("path", help="folder, .zip, DICOMDIR, DICOM file or volume file")
+    s.add_argument("--procedure", required=True, choices=sorted(PROCEDURES))
+    s.add_argument("--level", required=True, help="disc level (L4-L5) or vertebra (L4)")
+    s.add_argument("--side", required=True, choices=["left", "right"])
+    s.add_argument("--tool", help="catalogue tool name (default: the procedure's first)")
+    s.add_argument("--entry", help="x,y,z entry in LPS mm (with --target: evaluate it)")
+    s.add_argument("--target", help="x,y,z target in LPS mm")
+    s.add_argument("--count", type=int, default=3, help="proposals to show (default 3)")
+    s.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
+    s.add_argument("--segmentation", metavar="DIR",
+                   help="reuse a folder written by `surgplan segment` instead of segmenting")
+    s.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from surgplan.cli import TerminalProgress
+    from surgplan.core.progress import SubProgress
+    from surgplan.imaging.loader import load_volume
+    from surgplan.planning import PlanningContext, Trajectory, evaluate, propose
+    from surgplan.planning.procedures import get_procedure
+
+    if bool(args.entry) != bool(args.target):
+        print("surgplan plan: give both --entry and --target, or neither (to propose)",
+              file=sys.stderr)
+        return 2
+    proc = get_procedure(args.procedure)
+    try:
+        tool = proc.tool(args.tool) if args.tool else None
+    except KeyError as exc:
+        print(f"surgplan plan: {exc.args[0]}", file=sys.stderr)
+        return 2
+    progress = TerminalProgress()
+    vol = load_volume(args.path, progress=SubProgress(progress, 0, 0.2))
+    if args.segmentation:
+        from surgplan.imaging.segmentation_files import read_segmentation
+
+        anatomy = read_segmentation(args.segmentation, vol)
+    else:
+        from surgplan.imaging.segment import segment_ct
+
+        if vol.modality not in ("CT", ""):
+            print(f"surgplan plan: {args.path} is {vol.modality}; SurgPlan segments CT. "
+                  "Give --segmentation DIR for other images.", file=sys.stderr)
+            return 1
+        if vol.modality != "CT":
+            vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality="CT"))
+        anatomy = segment_ct(vol, progress=SubProgress(progress, 0.2, 0.7))
+    ctx = PlanningContext.build(anatomy, vol, progress=SubProgress(progress, 0.7, 0.95))
+    if args.entry:
+        t = tool or proc.tools[0]
+        tr = Trajectory(proc.key, args.level, args.side, t, _point(args.entry, "--entry"),
+                        _point(args.target, "--target"))
+        results = [evaluate(ctx, tr)]
+    else:
+        results = propose(ctx, proc, args.level, args.side, tool=tool, count=args.count)
+    progress.done()
+    for n, m in enumerate(results, 1):
+        print_metrics(m, n if len(results) > 1 else None)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"source": str(args.path), "skin": ctx.skin_note,
+             "trajectories": [m.to_dict() for m in results]}, indent=2))
+        print(f"metrics written to {args.json}")
+    return 0
+
+
+def print_metrics(m, rank: Optional[int] = None, out=None) -> None:
+    """A plain-text table of one trajectory's metrics."""
+    out = out or sys.stdout
+    t = m.trajectory
+    head = f"#{rank} " if rank else ""
+    w = out.write
+    w(f"\n{head}{t.procedure} {t.level} {t.side} — {t.tool.name} "
+      f"({t.tool.diameter_mm:g} mm × {t.tool.working_length_mm:g} mm)\n")
+    w(f"  risk: {m.risk.category.upper()}\n")
+    fmt = lambda p: "  ".join(f"{v:7.1f}" for v in p)  # noqa: E731
+    w(f"  entry  (LPS mm) {fmt(t.entry_lps)}\n  target (LPS mm) {fmt(t.target_lps)}\n")
+    w(f"  depth {m.length_mm:.1f} mm ({'reaches' if m.reaches else 'does NOT reach'}); "
+      f"entry {m.midline_distance_mm:.1f} mm from the midline\n")
+    for frame in ("patient", "vertebra"):
+        a = m.angles_deg[frame]
+        w(f"  angles ({frame:8s}) medial tilt {a['medial_tilt']:6.1f}°  caudal tilt "
+          f"{a['caudal_tilt']:6.1f}°  to axial {a['axial']:5.1f}°  sagittal "
+          f"{a['sagittal']:5.1f}°  coronal {a['coronal']:5.1f}°\n")
+    w(f"  {'structure':28s} {'provenance':10s} {'clearance':>10s} {'P(contact)':>11s} "
+      f"{'cum. risk':>9s}\n")
+    for s in m.structures:
+        if not s.assessed:
+            w(f"  {s.name:28s} {'—':10s} {'not in the anatomy: not assessed':>32s}\n")
+            continue
+        c = f"{s.clearance_mm:.1f} mm" if s.clearance_mm < 29.9 else "≥ 30 mm"
+        w(f"  {s.name:28s} {s.provenance or '':10s} {c:>10s} "
+          f"{100 * (s.contact_probability or 0):10.1f}% {s.cumulative_risk:9.3f}\n")
+    if m.bone_removed_ml:
+        w("  bone in the tool's path: " + ", ".join(
+            f"{k} {v:.2f} ml" for k, v in m.bone_removed_ml.items()) + "\n")
+    if m.kambin is not None:
+        k = m.kambin
+        w(f"  Kambin triangle: inscribed circle {k.triangle.inscribed_diameter_mm:.1f} mm; "
+          f"tool {'fits' if k.fits else 'does not fit'}"
+          f"{'' if k.passes_inside is None else '; passes ' + ('inside' if k.passes_inside else 'outside') + ' it'}\n")
+    elif m.kambin_note:
+        w(f"  {m.kambin_note}\n")
+    if m.pedicle is not None:
+        p = m.pedicle
+        w(f"  pedicle: isthmus {p.isthmus_width_mm:.1f} mm, screw {p.screw_diameter_mm:g} mm, "
+          f"breach {p.breach_mm:.1f} mm → Gertzbein–Robbins {p.grade}; cortical "
+          f"{100 * p.cortical_share:.0f} %, cancellous {100 * p.cancellous_share:.0f} %, soft "
+          f"{100 * p.soft_share:.0f} %\n")
+    for r in m.risk.reasons:
+        w(f"  - {r}\n")
+    for note in m.notes:
+        w(f"  note: {note}\n")
+
+
+def main(argv: Optional[List[str]] = None) -> int:  # pragma: no cover - via surgplan.cli
+    from surgplan.cli import main as cli_main
+
+    return cli_main(["plan"] + list(argv or []))

@@ -1,0 +1,155 @@
+"""The engine on the phantom's ground truth (1.6 mm), checked against its exact landmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from surgplan.planning import (PlanningContext, Trajectory, evaluate, kambin_triangle,
+                               pedicle_axis, propose)
+from surgplan.planning.procedures import get_procedure
+
+
+@pytest.fixture(scope="module")
+def ctx(small_phantom, small_phantom_truth):
+    return PlanningContext.build(small_phantom_truth, small_phantom.ct)
+
+
+@pytest.fixture(scope="module")
+def teld(ctx):
+    return {(lv, side): propose(ctx, "teld", lv, side)
+            for lv in ("L3-L4", "L4-L5", "L5-S1") for side in ("left", "right")}
+
+
+def test_context_has_fields_skin_and_provenance(ctx):
+    assert {"dural sac", "nerve root L4 left", "aorta", "ilium left", "L4"} <= set(ctx.fields)
+    assert len(ctx.skin_vertices_lps) > 10000
+    assert "skin" in ctx.skin_note
+    assert ctx.provenance["dural sac"] == "segmented"
+
+
+@pytest.mark.parametrize("level", ["L3-L4", "L4-L5", "L5-S1"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_teld_proposals_fall_in_the_usual_ranges_or_say_why(teld, level, side):
+    props = teld[(level, side)]
+    assert 1 <= len(props) <= 3
+    proc = get_procedure("teld")
+    best = props[0]
+    assert best.category != "infeasible", best.risk.reasons
+    mid, tilt = best.midline_distance_mm, best.angles_deg["vertebra"]["medial_tilt"]
+    rng_mid, rng_tilt = proc.midline_mm[level], proc.medial_tilt_deg[level]
+    if not rng_mid.contains(mid):
+        assert any("from the midline, outside the usual" in r for r in best.risk.reasons)
+    if not rng_tilt.contains(tilt):
+        assert any(r.startswith("medial tilt") for r in best.risk.reasons)
+    # the tool reaches, every structure is listed with its provenance, JSON keys present
+    assert best.reaches
+    d = best.to_dict()
+    for key in ("procedure", "level", "side", "tool", "entry_lps", "target_lps", "length_mm",
+                "midline_distance_mm", "angles_deg", "bone_removed_ml", "risk"):
+        assert key in d
+    names = {s["name"]: s for s in d["risk"]["structures"]}
+    root = f"nerve root {level.split('-')[0]} {side}"
+    assert names[root]["provenance"] == "segmented"
+    assert names[root]["clearance_mm"] >= 0.0
+    # the Kambin triangle is reported at that level and side
+    assert best.kambin is not None and best.kambin.triangle.level == level
+
+
+def test_most_teld_proposals_are_within_the_ranges(teld):
+    proc = get_procedure("teld")
+    inside = [proc.midline_mm[lv].contains(p[0].midline_distance_mm)
+              and proc.medial_tilt_deg[lv].contains(p[0].angles_deg["vertebra"]["medial_tilt"])
+              for (lv, side), p in teld.items()]
+    assert sum(inside) >= 4, inside
+
+
+@pytest.mark.parametrize("level", ["L3-L4", "L4-L5", "L5-S1"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_kambin_triangle_matches_the_phantom(ctx, small_phantom, level, side):
+    tri, why = kambin_triangle(ctx, level, side)
+    assert tri is not None, why
+    truth = small_phantom.landmarks.kambin[(level, side)]
+    assert tri.inscribed_diameter_mm == pytest.approx(truth.inscribed_diameter_mm, abs=1.0)
+    err = np.linalg.norm(tri.corners_lps - truth.corners_lps, axis=1)
+    assert err.max() < 2.5, err
+
+
+@pytest.mark.parametrize("vertebra", ["L1", "L2", "L3", "L4"])
+def test_pedicle_axis_and_isthmus_match_the_phantom(ctx, small_phantom, vertebra):
+    ax = pedicle_axis(ctx, vertebra, "left")
+    truth = small_phantom.landmarks.vertebrae[vertebra].pedicles["left"]
+    assert ax["medial_angle_deg"] == pytest.approx(truth.medial_angle_deg, abs=2.0)
+    assert ax["isthmus_width_mm"] == pytest.approx(truth.isthmus_width_mm, abs=1.6)
+    angle = np.degrees(np.arccos(np.clip(ax["direction"] @ truth.direction, -1, 1)))
+    assert angle < 2.0
+
+
+@pytest.mark.parametrize("vertebra", ["L1", "L2", "L3", "L4", "L5"])
+def test_pedicle_screw_proposals_stay_in_the_pedicle(ctx, vertebra):
+    best = propose(ctx, "pedicle-screw", vertebra, "left", count=1)[0]
+    assert best.pedicle is not None
+    # L5's wide pedicle: its axis is found 8° short of the phantom's 20° (see the README's
+    # Planning limits), so its screw grazes the cortex; grade B is what it gets today
+    assert best.pedicle.grade == ("A" if vertebra != "L5" else "B"), best.risk.reasons
+    assert best.category != "infeasible"
+    shares = best.pedicle.cortical_share + best.pedicle.cancellous_share + best.pedicle.soft_share
+    assert shares == pytest.approx(1.0)
+    assert best.pedicle.cancellous_share > 0.5
+
+
+def test_a_path_through_the_dural_sac_is_infeasible(ctx, small_phantom):
+    lm = small_phantom.landmarks.vertebrae["L4"]
+    target = np.asarray(small_phantom.landmarks.discs["disc L4-L5"].center_lps)
+    canal = np.asarray(lm.canal_center_lps)
+    entry = target + 3.0 * (canal - target)  # straight back through the canal
+    tool = get_procedure("teld").tool()
+    m = evaluate(ctx, Trajectory("teld", "L4-L5", "left", tool, entry, target))
+    assert m.category == "infeasible"
+    assert any("dural sac" in r and "crosses" in r for r in m.risk.reasons)
+    assert m.structure("dural sac").clearance_mm < 0
+
+
+def test_an_l5_s1_path_through_the_ilium_is_flagged(ctx, small_phantom, teld):
+    target = np.asarray(teld[("L5-S1", "left")][0].trajectory.target_lps)
+    crest = np.asarray(small_phantom.landmarks.iliac_crest_top_lps["left"])
+    through = crest + np.array([0.0, 0.0, -15.0])  # into the wing below the crest top
+    entry = target + 1.6 * (through - target)
+    tool = get_procedure("teld").tool()
+    m = evaluate(ctx, Trajectory("teld", "L5-S1", "left", tool, entry, target))
+    assert m.bone_removed_ml.get("ilium left", 0.0) > 0.1
+    assert m.category == "infeasible"
+    assert any("ilium left" in r for r in m.risk.reasons)
+
+
+def test_moving_the_entry_toward_the_root_raises_its_contact_probability(ctx, small_phantom_truth,
+                                                                         teld):
+    best = teld[("L4-L5", "left")][0]
+    tr = best.trajectory
+    entry, target = np.asarray(tr.entry_lps), np.asarray(tr.target_lps)
+    root = "nerve root L4 left"
+    # the root voxel nearest the planned axis, and an entry whose line runs through it
+    an = small_phantom_truth
+    k, j, i = np.nonzero(an.mask(root))
+    pts = np.stack([i, j, k], 1) @ an.ijk_to_lps[:3, :3].T + an.ijk_to_lps[:3, 3]
+    d = (target - entry) / np.linalg.norm(target - entry)
+    rel = pts - entry
+    dist = np.linalg.norm(rel - np.outer(rel @ d, d), axis=1)
+    nearest = pts[np.argmin(dist)]
+    far = target + (nearest - target) * (np.linalg.norm(entry - target)
+                                         / np.linalg.norm(nearest - target))
+    probs, clear = [], []
+    for f in np.linspace(0.0, 1.0, 9):
+        m = evaluate(ctx, tr.with_entry(entry + f * (far - entry)))
+        s = m.structure(root)
+        probs.append(s.contact_probability)
+        clear.append(s.clearance_mm)
+    assert all(b >= a - 1e-9 for a, b in zip(probs, probs[1:])), probs
+    assert probs[-1] > 0.5 > probs[0]
+    assert clear[-1] < 0 < clear[0]
+
+
+def test_evaluate_is_repeatable(ctx, teld):
+    tr = teld[("L4-L5", "right")][0].trajectory
+    a, b = evaluate(ctx, tr).to_dict(), evaluate(ctx, tr).to_dict()
+    assert a == b
