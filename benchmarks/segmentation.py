@@ -131,11 +131,215 @@ def run_case(name: str, q) -> None:
            "findings": list(a.findings), "names": list(a.names)})
 
 
+# --- vertebral parts, dural sac, canal and nerve roots (phantom ground truth) ---------------
+PARTS_NEURAL_CASES = {
+    "phantom 1 mm": dict(spacing_mm=(1.0, 1.0, 1.0)),
+    "phantom 1 mm, noise 40 HU": dict(spacing_mm=(1.0, 1.0, 1.0), noise_hu=40.0, seed=3),
+    "phantom 1.6 mm (test grid)": dict(spacing_mm=(1.6, 1.6, 1.6), noise_hu=15.0, seed=7),
+}
+
+
+def parts_neural_figures(a, truth, case) -> dict:
+    """Per-part Dice, sac/canal Dice and root centre-line distances of ``a`` against the truth.
+
+    Segmented vertebrae are matched to the true one they overlap most, so the part
+    figures measure the sub-region step, not the naming; the roots are compared with
+    the true root of the matched vertebra and side.
+    """
+    from surgplan.imaging.segment.neural import centre_line_distance_mm, resample_polyline
+    from surgplan.imaging.structures import PART_NAMES
+
+    match = {}
+    for nm in a.vertebra_names:
+        tv = np.bincount(truth.vertebrae[a.mask(nm)].ravel(), minlength=len(truth.items) + 1)
+        tv[0] = 0
+        if tv.any():
+            match[nm] = truth.vertebra_names[int(np.argmax(tv)) - 1]
+    parts = {}
+    for nm, tn in match.items():
+        ms, mt = a.mask(nm), truth.mask(tn)
+        for code, pn in PART_NAMES.items():
+            s, t = ms & (a.parts == code), mt & (truth.parts == code)
+            if t.any() or s.any():
+                parts.setdefault(pn, {})[tn] = 2 * np.count_nonzero(s & t) / (
+                    np.count_nonzero(s) + np.count_nonzero(t))
+
+    def dice(x, y):
+        return 2 * np.count_nonzero(x & y) / max(np.count_nonzero(x) + np.count_nonzero(y), 1)
+
+    sac_t = truth.mask("dural sac")
+    roots_t = np.zeros_like(sac_t)
+    for it in truth.items:
+        if it.kind == "nerve root":
+            roots_t |= truth.mask(it.name)
+    canal_t = truth.mask("spinal canal") | sac_t
+    sac = a.mask("dural sac") if "dural sac" in a.names else np.zeros_like(sac_t)
+    canal = sac.copy()
+    if "spinal canal" in a.names:
+        canal |= a.mask("spinal canal")
+    for it in a.items:
+        if it.kind == "nerve root":
+            canal |= a.mask(it.name) & (canal_t | roots_t)  # the in-canal part of the roots
+    roots = []
+    for it in a.items:
+        if it.kind != "nerve root":
+            continue
+        _, _, v, side = it.name.split()
+        tname = f"nerve root {match.get(v, v)} {side}"
+        tl = case.landmarks.roots.get(tname)
+        if tl is None:
+            continue
+        tp = resample_polyline(np.asarray(tl.points_lps, float)[:4], 1.0)
+        pts = np.argwhere(a.mask(it.name))[:, ::-1] @ a.ijk_to_lps[:3, :3].T + a.ijk_to_lps[:3, 3]
+        d_for = centre_line_distance_mm(tp, pts)
+        roots.append((it.name, tname, float(np.nanmean(d_for)) if np.isfinite(d_for).any()
+                      else np.nan, float(np.nanmax(d_for)) if np.isfinite(d_for).any() else np.nan,
+                      float(np.mean(~np.isfinite(d_for)))))
+    return {"parts": parts, "sac_dice": dice(sac, sac_t), "canal_dice": dice(canal, canal_t),
+            "sac_provenance": a.structure("dural sac").provenance if "dural sac" in a.names else "-",
+            "roots": roots, "match": match}
+
+
+def run_parts_neural(name: str, q) -> None:
+    from surgplan.imaging.phantom import PhantomSpec, make_phantom
+    from surgplan.imaging.phantom_truth import truth_anatomy
+    from surgplan.imaging.segment import segment_ct
+
+    case = make_phantom(PhantomSpec(**PARTS_NEURAL_CASES[name]))
+    a = segment_ct(case.ct)
+    q.put({"name": name, **parts_neural_figures(a, truth_anatomy(case), case)})
+
+
+def print_parts_neural(res: dict) -> None:
+    print(f"\n== parts, canal, dural sac, roots: {res['name']}")
+    print("   vertebrae matched to the truth by overlap: "
+          + ", ".join(f"{k}→{v}" for k, v in res["match"].items()))
+    levels = list(res["match"].values())
+    print(f"   {'part Dice':34}" + "".join(f"{lv:>6}" for lv in levels) + f"{'mean':>7}")
+    for pn, per in res["parts"].items():
+        vals = [per.get(lv) for lv in levels]
+        got = [v for v in vals if v is not None]
+        print(f"   {pn:34}" + "".join("     -" if v is None else f"{v:6.2f}" for v in vals)
+              + f"{np.mean(got):7.2f}")
+    print(f"   dural sac Dice {res['sac_dice']:.3f} ({res['sac_provenance']}; target ≥ 0.85), "
+          f"canal incl. sac Dice {res['canal_dice']:.3f}")
+    print("   exiting roots: distance (mm) from the true centre line (dura → foramen exit) to "
+          "the centre of ours, mean / max, and the share of it ours does not cover")
+    for ours, tn, mean, mx, miss in res["roots"]:
+        print(f"     {ours:22} vs true {tn:22} {mean:5.1f} / {mx:5.1f}   {miss:4.0%}")
+
+
+def main_parts_neural(names=None) -> None:
+    """Run the parts / neural cases, each in its own process."""
+    ctx = mp.get_context("spawn")
+    for name in names or PARTS_NEURAL_CASES:
+        q = ctx.Queue()
+        p = ctx.Process(target=run_parts_neural, args=(name, q))
+        p.start()
+        try:
+            res = q.get(timeout=1800)
+        except Exception as exc:
+            print(f"\n== parts/neural {name}: failed ({exc!r}); exit code {p.exitcode}")
+            p.join()
+            continue
+        p.join()
+        print_parts_neural(res)
+
+
+# --- structures around the spine: skin, body, ilium, psoas, vessels, kidneys, bowel ----------
+SURROUNDING_NAMES = (
+    "skin", "subcutaneous fat", "body", "ilium left", "ilium right", "psoas left", "psoas right",
+    "aorta", "inferior vena cava", "common iliac artery left", "common iliac artery right",
+    "common iliac vein left", "common iliac vein right", "kidney left", "kidney right", "bowel",
+)
+SURROUNDING_CASES = {
+    "phantom 1.6 mm, contrast": dict(spacing_mm=(1.6, 1.6, 1.6), noise_hu=15.0, seed=7),
+    "phantom 1.6 mm, no contrast": dict(spacing_mm=(1.6, 1.6, 1.6), noise_hu=15.0, seed=7,
+                                        contrast=False),
+    "phantom 1 mm, contrast, noise 40 HU": dict(spacing_mm=(1.0, 1.0, 1.0), noise_hu=40.0, seed=3),
+    "real CT 3 mm (no reference)": None,
+}
+
+
+def run_surroundings(name: str, q) -> None:
+    """Per structure: Dice against the phantom truth (or none), provenance, volume (ml),
+    and the lateral / anterior offset (mm) of its centroid from the L3 body's."""
+    from surgplan.imaging.phantom import PhantomSpec, make_phantom
+    from surgplan.imaging.phantom_truth import truth_anatomy
+    from surgplan.imaging.segment import segment_ct
+
+    spec = SURROUNDING_CASES[name]
+    if spec is None:
+        from surgplan.imaging.volume_files import read_volume_file
+
+        vol, truth = read_volume_file(DATA / "ct-abdomen-lumbar" / "ct.nii.gz"), None
+    else:
+        case = make_phantom(PhantomSpec(**spec))
+        vol, truth = case.ct, truth_anatomy(case)
+    t = time.perf_counter()
+    a = segment_ct(vol)
+    dt = time.perf_counter() - t
+    ml = float(np.prod(a.ijk_spacing_mm)) / 1000.0
+    l3 = a.structure("L3").centroid_lps if "L3" in a.names else None
+    rows = []
+    for nm in SURROUNDING_NAMES:
+        d = float("nan")
+        if truth is not None and nm in a.names and nm in truth.names:
+            m, r = a.mask(nm), truth.mask(nm)
+            d = 2 * np.count_nonzero(m & r) / (np.count_nonzero(m) + np.count_nonzero(r))
+        if nm not in a.names:
+            rows.append((nm, d, "not found", 0.0, float("nan"), float("nan")))
+            continue
+        s = a.structure(nm)
+        off = (s.centroid_lps - l3) if l3 is not None else np.full(3, np.nan)
+        rows.append((nm, d, s.provenance, np.count_nonzero(a.mask(nm)) * ml, float(off[0]),
+                     float(-off[1])))
+    q.put({"name": name, "time_s": dt, "rows": rows,
+           "findings": [f for f in a.findings if any(w in f for w in (
+               "aorta", "vein", "kidney", "bowel", "ilium", "psoas", "bifurcation"))]})
+
+
+def main_surroundings(names=None) -> None:
+    """Run the surroundings cases, each in its own process, and print one table per case."""
+    ctx = mp.get_context("spawn")
+    for name in names or SURROUNDING_CASES:
+        if SURROUNDING_CASES[name] is None and not (DATA / "ct-abdomen-lumbar").is_dir():
+            print(f"\n== surroundings, {name}: skipped, no data at {DATA}")
+            continue
+        q = ctx.Queue()
+        p = ctx.Process(target=run_surroundings, args=(name, q))
+        p.start()
+        try:
+            res = q.get(timeout=1800)
+        except Exception as exc:
+            print(f"\n== surroundings, {name}: failed ({exc!r}); exit code {p.exitcode}")
+            p.join()
+            continue
+        p.join()
+        print(f"\n== surroundings: {res['name']}  (segment_ct {res['time_s']:.1f} s)")
+        print(f"   {'structure':26} {'Dice':>6} {'provenance':>10} {'ml':>7} "
+              f"{'left of L3':>10} {'ahead of L3':>11}")
+        for nm, d, prov, vol_ml, lat, ahead in res["rows"]:
+            print(f"   {nm:26} {d:6.3f} {prov:>10} {vol_ml:7.1f} {lat:10.1f} {ahead:11.1f}")
+        for f in res["findings"]:
+            print(f"   finding: {f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-phantom", action="store_true")
     ap.add_argument("--no-upsampled", action="store_true")
+    ap.add_argument("--parts-neural", choices=("also", "only", "no"), default="also",
+                    help="vertebral parts, dural sac and root figures on the phantom")
+    ap.add_argument("--surroundings", choices=("also", "only", "no"), default="also",
+                    help="skin, ilium, psoas, vessels, kidneys and bowel figures")
     args = ap.parse_args(argv)
+    if args.surroundings == "only":
+        main_surroundings()
+        return 0
+    if args.parts_neural == "only":
+        main_parts_neural()
+        return 0
     names = [n for n in CASES if not (args.no_phantom and "phantom" in n)
              and not (args.no_upsampled and "upsampled" in n)]
     ctx = mp.get_context("spawn")
@@ -164,6 +368,10 @@ def main(argv=None) -> int:
                   f"{('' if ht is None else f'{ht:.1f}'):>7}")
         for f in res["findings"]:
             print(f"   finding: {f}")
+    if args.parts_neural == "also":
+        main_parts_neural()
+    if args.surroundings == "also":
+        main_surroundings()
     return 0
 
 

@@ -43,6 +43,15 @@ def test_segment_command_writes_the_contract(phantom_dicom, tmp_path, capsys):
     np.testing.assert_allclose(lab.GetOrigin(), case.ct.origin_lps, atol=1e-3)
     values = set(np.unique(sitk.GetArrayViewFromImage(lab))) - {0}
     assert values == {v["value"] for v in verts}
+    # vertebral parts on the same grid, their codes listed
+    parts = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "parts.nii.gz")))
+    listed = {e["value"]: e["name"] for e in table["files"]["parts.nii.gz"]}
+    assert set(np.unique(parts)) - {0} == set(listed)
+    assert {"body", "pedicle left", "pedicle right", "lamina"} <= set(listed.values())
+    assert not np.any(parts[sitk.GetArrayViewFromImage(lab) == 0])
+    names = {e["name"]: e for e in table["files"]["structures.nii.gz"]}
+    assert names["nerve root L4 left"]["provenance"] == "modelled"
+    assert names["dural sac"]["kind"] == "dural sac"
     for name, rel in table["meshes"].items():
         assert (out / rel).stat().st_size > 0
     assert (out / "meshes" / mesh_file_name("L4")).is_file()

@@ -23,11 +23,13 @@ from surgplan.imaging.segment.canal import track_canal
 from surgplan.imaging.segment.discs import find_disc_planes
 from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
 from surgplan.imaging.segment.naming import name_segments
+from surgplan.imaging.segment.neural import model_neural
+from surgplan.imaging.segment.parts import label_parts, spans_from_segments
 from surgplan.imaging.segment.spine_curve import fit_spine_curve
 from surgplan.imaging.segment.vertebrae import (
     BONE_HU, label_canal, label_discs, label_vertebrae, segments_from_planes,
 )
-from surgplan.imaging.structures import disc_name, kind_of
+from surgplan.imaging.structures import disc_name, kind_of, level_of
 from surgplan.imaging.volume import Volume
 
 SCOUT_MM = 2.0
@@ -146,6 +148,14 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
         taken[m] = 1
     canal_w = label_canal(hw, work, curve, taken, body_w)
     check(cancel)
+    report(0.82, "vertebral parts, dural sac, nerve roots")
+    spans = spans_from_segments(segs, {n: naming.names[n - 1] for n in present
+                                       if naming.names[n - 1]})
+    parts_w, arches, part_findings = label_parts(vert_w, work, spans, bone=hw >= BONE_HU)
+    findings.extend(part_findings)
+    neural = model_neural(hw, work, curve, arches, taken)
+    canal_w = neural.canal if neural.canal.any() else canal_w
+    check(cancel)
     report(0.9, "mapping labels to the image grid")
     # --- assemble on the input grid (caudal → cranial segments; labels cranial first) ---
     vert_map = np.zeros(hw.shape, np.uint16)
@@ -171,8 +181,14 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
         value += 1
         canal_value = value
         struct_map[canal_w] = value
+    neural_values = []
+    for name, m, prov, note in neural.labels():  # inside the canal: the inner label wins
+        value += 1
+        struct_map[m] = value
+        neural_values.append((name, value, prov, note))
     vert_in = work.labels_onto(vert_map, image)
     struct_in = work.labels_onto(struct_map, image)
+    parts_in = np.where(vert_in > 0, work.labels_onto(parts_w, image), 0).astype(np.uint8)
     check(cancel)
     aff = volume.ijk_to_lps
     for value, n in enumerate(order, start=1):
@@ -203,13 +219,19 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
                                "segmented", False, "", c))
     else:
         findings.append("the spinal canal could not be outlined")
+    provisional = {naming.names[n - 1]: naming.provisional[n - 1] for n in order}
+    for name, v, prov, note in neural_values:  # a root is named after its vertebra
+        m = struct_in == v
+        c = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
+        items.append(Structure(name, v, "structures", kind_of(name), prov,
+                               provisional.get(level_of(name), False), note, c))
     if not order:
         findings.append("a spine curve was found but no vertebra could be outlined on it")
     else:
         findings.insert(0, f"found {len(order)} vertebrae: "
                            + ", ".join(naming.names[n - 1] for n in order))
     report(1.0, "done")
-    return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings))
+    return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings), parts_in)
 
 
 def _known(name: str) -> bool:

@@ -1,0 +1,450 @@
+"""Spinal canal, dural sac and exiting nerve roots on CT.
+
+*Canal.*  The bony canal of each vertebra was measured with its sub-regions
+(:mod:`surgplan.imaging.segment.parts`): the body's posterior wall, the laminar
+arch, the pedicles' medial walls.  Those stations, interpolated along the spine
+curve, give an elliptic tube (across the discs too, where no bone bounds it);
+the canal is that tube minus bone and disc.
+
+*Dural sac.*  Inside the canal the sac holds CSF (≈ 0–15 HU) and the epidural
+space around it fat (≈ −120 to −50 HU), so on CT the sac is the fluid-density
+part of the canal wherever fat shows beside it.  Where a cross-section shows no
+fat (a tight canal, noise, a blurred 3 mm scan) the sac cannot be told from the
+canal there; it is then modelled from the canal: an ellipse 1.5 × wider than
+deep in the front of the canal, of the healthy L4/5 area 152 mm² (PMC5728944;
+ANATOMY.md), and the structure's provenance says so.
+
+*Exiting roots.*  Modelled, never segmented on CT: for each vertebra and side,
+a tube from the lateral edge of the sac at the level of the pedicle's lower
+border, under the pedicle through the upper foramen, then anterolaterally and
+caudally at 51° to the disc plane, with the diameter of its level (3.5 mm at L1
+→ 5.6 mm at L5) and the dorsal root ganglion's swelling in the foramen (MRI
+n = 67; Torun 2008; Silverstein 2015; ANATOMY.md / DOMAIN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+
+from surgplan.imaging.segment.grid import WorkGrid
+from surgplan.imaging.segment.parts import SIDE_SIGN, ArchGeometry
+from surgplan.imaging.segment.spine_curve import SpineCurve
+from surgplan.imaging.structures import SIDES, VERTEBRA_ORDER, root_name
+
+#: Smoothed HU of CSF / neural tissue (CSF 0–15, roots ≈ 30) against epidural
+#: fat (−120 to −50): the midpoint, with room for partial volume.
+CSF_MIN_HU = -35.0
+#: A canal cross-section "shows fat" when this share of it reads ≤ FAT_MAX_HU.
+FAT_MAX_HU = -50.0
+FAT_SHARE = 0.12
+#: Healthy dural sac area (mm²) at L4/5: 152 ± 54 (PMC5728944); cross-sections
+#: segmented smaller or larger than these bounds are not trusted.
+SAC_AREA_MM2 = 152.0
+SAC_AREA_RANGE_MM2 = (50.0, 400.0)
+#: The sac ellipse is 1.5 × wider than deep and sits ≈ 1 mm in front of the canal centre.
+SAC_ASPECT = 1.5
+SAC_FORWARD_MM = 1.0
+#: Superellipse exponent of the canal's cross-section (rounded corners).
+CANAL_P = 2.5
+#: Root diameter (mm) by the vertebra it exits below: L1 3.5 → L5 5.6 (ANATOMY.md).
+ROOT_DIAMETER_MM = {"T10": 3.0, "T11": 3.1, "T12": 3.3, "L1": 3.5, "L2": 4.0, "L3": 4.5,
+                    "L4": 5.0, "L5": 5.6, "L6": 5.6}
+#: Exiting root angle to the disc plane (coronal), MRI n = 67.
+ROOT_ANGLE_DEG = 51.0
+#: Root exit from the dura ≈ 18 mm above the upper endplate of the lower vertebra.
+ROOT_EXIT_ABOVE_ENDPLATE_MM = 18.0
+#: Length (mm) of the modelled root beyond the foramen.
+ROOT_DISTAL_MM = 40.0
+ROOT_SOURCE = ("modelled from the segmented pedicle and canal: leaves the dural sac at the "
+               "pedicle's lower border (≥ 18 mm above the lower endplate), runs under the "
+               "pedicle through the upper foramen, then anterolaterally and caudally at 51° to "
+               "the disc plane; diameter {d:.1f} mm (ANATOMY.md: MRI n=67, Torun 2008, "
+               "Silverstein 2015)")
+
+
+@dataclass(frozen=True)
+class RootModel:
+    """A modelled exiting root.
+
+    Attributes
+    ----------
+    name : str
+        ``nerve root L4 left`` (exits below the L4 pedicle).
+    points_lps : numpy.ndarray
+        ``(n, 3)`` centre line from the dura outward (LPS mm).
+    radii_mm : numpy.ndarray
+        ``(n,)`` radius at each point (mm).
+    diameter_mm : float
+        Nominal diameter of the root (mm).
+    """
+
+    name: str
+    points_lps: np.ndarray
+    radii_mm: np.ndarray
+    diameter_mm: float
+
+
+@dataclass(frozen=True)
+class NeuralResult:
+    """Canal, sac and roots on the working grid.
+
+    Attributes
+    ----------
+    canal : numpy.ndarray
+        bool, the whole bony canal (sac and roots included).
+    sac : numpy.ndarray
+        bool, the dural sac.
+    sac_modelled_share : float
+        Share (0–1) of the sac's length that had to be modelled.
+    sac_notes : str
+        Where and why it was modelled, for the user.
+    roots : dict
+        ``name → bool mask`` of each root.
+    root_models : dict
+        ``name → RootModel``.
+    """
+
+    canal: np.ndarray
+    sac: np.ndarray
+    sac_modelled_share: float
+    sac_notes: str
+    roots: Dict[str, np.ndarray]
+    root_models: Dict[str, RootModel]
+
+    def labels(self) -> List[Tuple[str, np.ndarray, str, str]]:
+        """``(name, mask, provenance, notes)`` to paint in this order (inner last wins).
+
+        The sac is ``segmented`` when most of its length was seen on the image,
+        else ``modelled``; its notes say where it was modelled.  Roots are always
+        ``modelled`` and their notes give the model and its sources.
+        """
+        out = []
+        if self.sac.any():
+            prov = "segmented" if self.sac_modelled_share < 0.5 else "modelled"
+            out.append(("dural sac", self.sac, prov, self.sac_notes))
+        for name, m in self.roots.items():
+            d = self.root_models[name].diameter_mm
+            out.append((name, m, "modelled", ROOT_SOURCE.format(d=d)))
+        return out
+
+
+# --- canal ---------------------------------------------------------------------------------
+def _stations(curve: SpineCurve, arches: Dict[str, ArchGeometry]):
+    """Canal centre offsets and radii per curve point, interpolated between vertebrae.
+
+    Returns ``centres (n, 3)`` LPS and ``radii (n, 2)`` (half-width, half-depth, mm).
+    """
+    n = len(curve.points_lps)
+    s_idx, cen, rad = [], [], []
+    tree = cKDTree(curve.points_lps)
+    for g in arches.values():
+        cw = g.canal_half_mm
+        uc = 0.5 * (cw["left"] - cw["right"])
+        vc = 0.5 * (g.body_back_mm + g.canal_back_mm)
+        c = g.to_lps(np.array([uc, vc, 0.0]))
+        _, k = tree.query(g.frame.origin_lps)
+        s_idx.append(k)
+        cen.append(c - curve.points_lps[k])  # offset from the curve, carried along it
+        rad.append([0.5 * (cw["left"] + cw["right"]), 0.5 * g.canal_ap_mm])
+    if not s_idx:
+        return curve.canal_lps.copy(), np.tile([11.0, 8.0], (n, 1))
+    o = np.argsort(s_idx)
+    s_idx = np.array(s_idx)[o]
+    cen, rad = np.array(cen)[o], np.array(rad)[o]
+    ks = np.arange(n)
+    off = np.stack([np.interp(ks, s_idx, cen[:, i]) for i in range(3)], axis=1)
+    radii = np.stack([np.interp(ks, s_idx, rad[:, i]) for i in range(2)], axis=1)
+    return curve.points_lps + off, radii
+
+
+def _local(pts: np.ndarray, curve: SpineCurve, centres: np.ndarray, k: np.ndarray):
+    d = pts - centres[k]
+    return (np.einsum("ij,ij->i", d, curve.u[k]), np.einsum("ij,ij->i", d, curve.v[k]))
+
+
+def canal_tube(grid: WorkGrid, curve: SpineCurve, arches: Dict[str, ArchGeometry],
+               shape: tuple) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The canal tube on ``grid``.
+
+    Returns
+    -------
+    tube : bool array on ``grid``.
+    nearest : int array on ``grid``, index of the nearest curve point (−1 far away).
+    centres, radii : per curve point canal centre (LPS) and half-axes (mm).
+    """
+    centres, radii = _stations(curve, arches)
+    line = np.zeros(shape, bool)
+    idx = np.round(grid.lps_to_index(centres)).astype(int)
+    ok = np.all((idx >= 0) & (idx < np.array(shape)), axis=1)
+    line[tuple(idx[ok].T)] = True
+    tube = np.zeros(shape, bool)
+    nearest = np.full(shape, -1, np.int32)
+    if not ok.any():
+        return tube, nearest, centres, radii
+    reach = float(radii.max()) + 3.0
+    near = ndi.distance_transform_edt(~line, sampling=grid.spacing_mm) <= reach
+    zyx = np.argwhere(near)
+    pts = grid.index_to_lps(zyx)
+    _, k = cKDTree(centres).query(pts)
+    # points beyond the ends of the curve are not canal
+    t_along = np.einsum("ij,ij->i", pts - centres[k], curve.t[k])
+    du, dv = _local(pts, curve, centres, k)
+    r = radii[k]
+    inside = (np.abs(du) / r[:, 0]) ** CANAL_P + (np.abs(dv) / r[:, 1]) ** CANAL_P <= 1.0
+    inside &= np.abs(t_along) <= curve.step_mm
+    tube[tuple(zyx[inside].T)] = True
+    nearest[tuple(zyx.T)] = k
+    return tube, nearest, centres, radii
+
+
+# --- dural sac --------------------------------------------------------------------------------
+def dural_sac(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve, canal: np.ndarray,
+              nearest: np.ndarray, centres: np.ndarray, radii: np.ndarray,
+              sac_end_k: Optional[int] = None) -> Tuple[np.ndarray, float, str]:
+    """Segment the sac where fat shows beside it; model it elsewhere.
+
+    Parameters
+    ----------
+    sac_end_k : int, optional
+        Curve index below which there is no sac (the sac ends at S2).
+
+    Returns
+    -------
+    sac : bool array on ``grid``; share of the curve's canal stations modelled;
+    notes for the user.
+    """
+    voxel_mm2 = grid.spacing_mm ** 2
+    step = curve.step_mm
+    csf = canal & (hu_s >= CSF_MIN_HU)
+    # per curve point (≈ 1 mm slabs): canal voxels, fat voxels, CSF voxels
+    kc = nearest[canal]
+    n = len(centres)
+    canal_n = np.bincount(kc, minlength=n).astype(float)
+    fat_n = np.bincount(kc, weights=(hu_s[canal] <= FAT_MAX_HU).astype(float), minlength=n)
+    csf_n = np.bincount(nearest[csf], minlength=n).astype(float)
+    # areas in mm² of a cross-section: voxel volume per mm of curve
+    area = csf_n * grid.spacing_mm ** 3 / step
+    has_canal = canal_n > 0
+    lo_a, hi_a = SAC_AREA_RANGE_MM2
+    seen = has_canal & (fat_n >= FAT_SHARE * canal_n) & (area >= lo_a) & (area <= hi_a)
+    # smooth the decision along the curve: single odd slices follow their neighbours
+    padded = np.pad(seen, 4, mode="edge")  # the ends of the canal are not a boundary
+    seen = ndi.binary_opening(ndi.binary_closing(padded, iterations=3), iterations=3)[4:-4]
+    seen &= has_canal
+    modelled_k = has_canal & ~seen
+    if sac_end_k is not None:
+        # below S2 the sacral canal holds no sac: never model one there (CSF seen
+        # there still counts, the level may be misnamed)
+        modelled_k[:max(sac_end_k, 0)] = False
+    sac = csf & seen[np.maximum(nearest, 0)] & (nearest >= 0)
+    if modelled_k.any():
+        zyx = np.argwhere(canal & modelled_k[np.maximum(nearest, 0)])
+        pts = grid.index_to_lps(zyx)
+        k = nearest[tuple(zyx.T)]
+        du, dv = _local(pts, curve, centres, k)
+        b = np.sqrt(SAC_AREA_MM2 / np.pi / SAC_ASPECT)
+        a = SAC_ASPECT * b
+        # never wider or deeper than the canal leaves room for
+        a = np.minimum(a, radii[k, 0] - 0.5)
+        bb = np.minimum(b, radii[k, 1] - 0.5)
+        inside = (du / a) ** 2 + ((dv + SAC_FORWARD_MM) / bb) ** 2 <= 1.0
+        sac[tuple(zyx[inside].T)] = True
+    # one tube: keep the components that run along the canal
+    lab, m = ndi.label(sac)
+    if m > 1:
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        sac = lab == int(np.argmax(sizes))
+    share = float(modelled_k.sum() / max((seen | modelled_k).sum(), 1))
+    if share == 0.0:
+        notes = "segmented: CSF density inside the canal, with epidural fat beside it"
+    else:
+        notes = (f"modelled over {share:.0%} of its length where CSF could not be told from "
+                 f"epidural fat on CT: an ellipse {SAC_ASPECT:g}× wider than deep in the front "
+                 f"of the segmented canal, area {SAC_AREA_MM2:.0f} mm² (healthy L4/5, "
+                 "PMC5728944; ANATOMY.md)")
+        if share < 1.0:
+            notes = "segmented where epidural fat shows beside it; " + notes
+    return sac, share, notes
+
+
+# --- roots ------------------------------------------------------------------------------------
+def root_model(g: ArchGeometry, side: str, sac_half_mm: float) -> RootModel:
+    """The exiting root below the pedicle of vertebra ``g`` on ``side``.
+
+    Parameters
+    ----------
+    g : ArchGeometry
+        The measured vertebra.
+    side : {'left', 'right'}
+    sac_half_mm : float
+        Half-width of the dural sac at the pedicle (mm); the root leaves its edge.
+    """
+    s = SIDE_SIGN[side]
+    d = ROOT_DIAMETER_MM.get(g.name, 4.5)
+    r = d / 2
+    cw = g.canal_half_mm[side]
+    pb = g.pedicle_band_mm[side][0]
+    pw = max(g.pedicle_outer_mm[side] - cw, 4.0)
+    va = g.body_back_mm
+    vc = 0.5 * (g.body_back_mm + g.canal_back_mm)
+    w0 = pb + 1.0
+    below = g.lower_endplate_below_mm
+    if np.isfinite(below):
+        w0 = max(w0, below + ROOT_EXIT_ABOVE_ENDPLATE_MM)
+    ang = np.radians(ROOT_ANGLE_DEG)
+    p0 = [s * max(sac_half_mm - r, 2.0), vc - 2.0, w0]
+    # just under the pedicle in the upper foramen (≈ 1 mm of fat above the root)
+    p1 = [s * (cw + 1.0), va + 4.0, pb - r - 1.0]
+    p2 = [s * (cw + 0.6 * pw), va + 2.5, pb - r - 2.5]
+    lat = 0.6 * pw + 6.0
+    p3 = [p2[0] + s * lat, p2[1] - 4.0, p2[2] - lat * np.tan(ang)]
+    dvec = np.array([s * np.cos(ang), -0.45, -np.sin(ang)])
+    p4 = np.array(p3) + ROOT_DISTAL_MM * dvec / np.linalg.norm(dvec)
+    pts = g.to_lps(np.array([p0, p1, p2, p3, p4], float))
+    # the dorsal root ganglion swells the root in and just outside the foramen (3–6.5 mm)
+    radii = np.array([r, r, 1.25 * r, 1.2 * r, r])
+    return RootModel(root_name(g.name, side), pts, radii, d)
+
+
+def _paint_tube(grid: WorkGrid, shape: tuple, pts: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Voxels of ``grid`` within the (linearly varying) radius of a polyline."""
+    dense, rr = [], []
+    for a, b, ra, rb in zip(pts[:-1], pts[1:], radii[:-1], radii[1:]):
+        m = max(int(np.ceil(np.linalg.norm(b - a) / (0.5 * grid.spacing_mm))), 1)
+        t = np.linspace(0.0, 1.0, m, endpoint=False)[:, None]
+        dense.append(a + t * (b - a))
+        rr.append(ra + t[:, 0] * (rb - ra))
+    dense.append(pts[-1:])
+    rr.append(radii[-1:])
+    dense, rr = np.concatenate(dense), np.concatenate(rr)
+    out = np.zeros(shape, bool)
+    lo = np.floor(grid.lps_to_index(dense.min(0) - rr.max() - 1).clip(0)).astype(int)
+    hi_lps = dense.max(0) + rr.max() + 1
+    hi = np.ceil(grid.lps_to_index(hi_lps)).astype(int) + 1
+    zlo, ylo, xlo = np.minimum(lo, hi)
+    zhi, yhi, xhi = np.maximum(lo, hi)
+    zlo, ylo, xlo = max(zlo, 0), max(ylo, 0), max(xlo, 0)
+    zhi, yhi, xhi = min(zhi, shape[0]), min(yhi, shape[1]), min(xhi, shape[2])
+    if zhi <= zlo or yhi <= ylo or xhi <= xlo:
+        return out
+    zz, yy, xx = np.mgrid[zlo:zhi, ylo:yhi, xlo:xhi]
+    zyx = np.stack([zz.ravel(), yy.ravel(), xx.ravel()], axis=1)
+    dist, k = cKDTree(dense).query(grid.index_to_lps(zyx))
+    inside = dist <= rr[k]
+    out[tuple(zyx[inside].T)] = True
+    return out
+
+
+def model_neural(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
+                 arches: Dict[str, ArchGeometry], taken: np.ndarray) -> NeuralResult:
+    """Canal, dural sac and exiting roots on the working grid.
+
+    Parameters
+    ----------
+    hu_s : numpy.ndarray
+        Smoothed CT (HU) on ``grid``.
+    grid : WorkGrid
+    curve : SpineCurve
+    arches : dict
+        ``vertebra name → ArchGeometry`` from :func:`label_parts`.
+    taken : numpy.ndarray
+        Non-zero where bone (vertebrae) or disc was labelled.
+    """
+    shape = hu_s.shape
+    tube, nearest, centres, radii = canal_tube(grid, curve, arches, shape)
+    canal = tube & (taken == 0)
+    sac_end = None
+    if "S1" in arches:
+        g = arches["S1"]
+        # the sac ends at S2: below the S1 body's middle only the sacral canal remains
+        _, sac_end = cKDTree(centres).query(g.to_lps(np.array([0.0, 0.0, -10.0])))
+    sac, share, notes = dural_sac(hu_s, grid, curve, canal, nearest, centres, radii, sac_end)
+    roots, models = {}, {}
+    tree = cKDTree(centres)
+    for name, g in sorted(arches.items(), key=lambda kv: VERTEBRA_ORDER.index(kv[0])):
+        if name == "S1":
+            continue
+        _, k = tree.query(g.frame.origin_lps)
+        for side in SIDES:
+            # the sac's half-width at this level, from what was segmented or modelled
+            sac_half = _sac_half_width(sac, grid, curve, centres, k, side)
+            rm = root_model(g, side, sac_half)
+            m = _paint_tube(grid, shape, rm.points_lps, rm.radii_mm) & ~sac & (taken == 0)
+            if m.any():
+                roots[rm.name] = m
+                models[rm.name] = rm
+    return NeuralResult(canal, sac, share, notes, roots, models)
+
+
+def _sac_half_width(sac: np.ndarray, grid: WorkGrid, curve: SpineCurve, centres: np.ndarray,
+                    k: int, side: str) -> float:
+    """Lateral extent (mm) of the sac on ``side`` near curve point ``k``."""
+    fallback = SAC_ASPECT * np.sqrt(SAC_AREA_MM2 / np.pi / SAC_ASPECT)
+    c = centres[k]
+    lo = np.floor(grid.lps_to_index(c - 25.0)).astype(int).clip(0)
+    hi = np.minimum(np.ceil(grid.lps_to_index(c + 25.0)).astype(int) + 1, sac.shape)
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    sub = sac[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    zyx = np.argwhere(sub) + lo
+    if len(zyx) == 0:
+        return fallback
+    d = grid.index_to_lps(zyx) - c
+    near = np.abs(d @ curve.t[k]) <= 3.0
+    if near.sum() < 5:
+        return fallback
+    du = d[near] @ curve.u[k] * SIDE_SIGN[side]
+    return float(np.percentile(du, 98)) if (du > 0).any() else fallback
+
+
+def polyline_distance_mm(points_lps: np.ndarray, line_lps: np.ndarray,
+                         step_mm: float = 0.5) -> np.ndarray:
+    """Distance (mm) from each of ``points_lps`` to the polyline ``line_lps``.
+
+    Both are ``(n, 3)`` LPS mm; the polyline is sampled every ``step_mm``.
+    """
+    dense = [line_lps[:1]]
+    for a, b in zip(line_lps[:-1], line_lps[1:]):
+        m = max(int(np.ceil(np.linalg.norm(b - a) / step_mm)), 1)
+        dense.append(a + np.linspace(0.0, 1.0, m + 1)[1:, None] * (b - a))
+    d, _ = cKDTree(np.concatenate(dense)).query(np.asarray(points_lps, float))
+    return d
+
+
+def resample_polyline(line_lps: np.ndarray, step_mm: float = 1.0) -> np.ndarray:
+    """Points every ``step_mm`` along a polyline (LPS mm), ends included."""
+    seg = np.linalg.norm(np.diff(line_lps, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    q = np.arange(0.0, s[-1] + 1e-9, step_mm)
+    return np.stack([np.interp(q, s, line_lps[:, i]) for i in range(3)], axis=1)
+
+
+def centre_line_distance_mm(line_lps: np.ndarray, voxels_lps: np.ndarray,
+                            slab_mm: float = 1.0, reach_mm: float = 12.0) -> np.ndarray:
+    """Per point of a reference centre line, the distance (mm) to the centre of a tube there.
+
+    The tube's centre at a station is the centroid of its voxels (``voxels_lps``,
+    ``(m, 3)`` LPS mm) within ``slab_mm`` across the line and ``reach_mm`` of it;
+    NaN where the tube has none.  Used to compare a segmented or modelled root
+    with a known one.
+    """
+    line = np.asarray(line_lps, float)
+    pts = np.asarray(voxels_lps, float)
+    out = np.full(len(line), np.nan)
+    if len(pts) == 0 or len(line) < 2:
+        return out
+    for i, p in enumerate(line):
+        t = line[min(i + 1, len(line) - 1)] - line[max(i - 1, 0)]
+        t = t / np.linalg.norm(t)
+        d = pts - p
+        along = d @ t
+        sel = (np.abs(along) <= slab_mm) & (np.linalg.norm(d - along[:, None] * t, axis=1)
+                                            <= reach_mm)
+        if sel.any():
+            out[i] = float(np.linalg.norm(pts[sel].mean(0) - p))
+    return out

@@ -1,0 +1,393 @@
+"""Vertebral sub-regions (body, pedicles, articular processes, lamina …) by geometry.
+
+Each segmented vertebra is measured in its own frame (``u`` to the left, ``v``
+posterior through the canal, ``w`` superior, perpendicular to the endplates;
+APPROACHES.md §5), by probing its label mask along a few rays:
+
+* the posterior wall of the body and the anterior wall of the laminar arch
+  along the midline (the canal lies between them);
+* the medial wall of each pedicle, ray outward from the canal centre: the
+  canal half-width on that side;
+* the pedicle's superior–inferior extent on a line just lateral to that wall:
+  the bone run in the upper half of the vertebra (below it is the foramen);
+* the pedicle's lateral wall in front of the transverse process.
+
+Every voxel of the vertebra is then assigned by where it lies relative to those
+measures: in front of the canal the body; lateral to the canal the pedicle
+within its band, the superior articular process above it, the inferior
+articular process below and behind it, the transverse process beyond the
+pedicle's lateral wall; behind the canal the lamina, and in the midline beyond
+it the spinous process.  S1 has no transverse or inferior articular processes;
+the bone lateral to its body is the sacral ala, and below its body the rest of
+the sacrum.  Where a ray finds nothing (an open arch, a cut field), the measure
+falls back on the lumbar mean of ANATOMY.md and the vertebra is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from surgplan.imaging.anatomy import VertebraFrame
+from surgplan.imaging.segment.grid import WorkGrid
+from surgplan.imaging.structures import PART_CODES, SIDES
+
+SIDE_SIGN = {"left": 1.0, "right": -1.0}
+
+# Fallbacks (mm), lumbar means of ANATOMY.md, used only where a ray finds no wall.
+_FALLBACK_BODY_BACK_MM = 16.0      # half the body depth (30–36 mm)
+_FALLBACK_CANAL_AP_MM = 16.0       # canal AP 15–18 mm
+_FALLBACK_CANAL_HALF_MM = 12.0     # interpedicular distance 21–27 mm
+_FALLBACK_PEDICLE_WIDTH_MM = 11.0  # isthmus 8–16 mm
+_FALLBACK_PEDICLE_HEIGHT_MM = 14.0
+#: Spinous process: the midline bone this far behind the canal's posterior wall
+#: (the lamina is ≈ 6 mm thick, Wang 2024) and within this half-width (mm).
+_SPINOUS_BEHIND_MM = 7.0
+_SPINOUS_HALF_MM = 5.0
+#: An inferior articular process lies this far lateral to the canal wall (mm); medial
+#: to it, below the pedicle and behind the canal, is the lamina.
+_IAP_LATERAL_MM = 4.0
+#: Margin (mm) around a vertebra's label searched for its walls in the bone.
+_PROBE_PAD_MM = 40.0
+#: How far (mm) the pedicle reaches into the posterolateral corner of the body.
+_PEDICLE_INTO_BODY_MM = 4.5
+
+
+@dataclass(frozen=True)
+class ArchGeometry:
+    """One vertebra measured in its local frame (mm along ``frame``'s axes).
+
+    Attributes
+    ----------
+    name : str
+        The vertebra's shared name.
+    frame : VertebraFrame
+        Origin on the spine curve at the vertebra's middle; ``si`` from the
+        endplates, ``ap`` posterior, ``lr`` to the left.
+    w_lower_mm, w_upper_mm : float
+        Inferior / superior endplate (disc mid-plane) along ``si``; NaN when that
+        disc was not found.
+    body_back_mm : float
+        Posterior wall of the body along ``ap`` (the canal's anterior wall).
+    canal_back_mm : float
+        Anterior wall of the laminar arch along ``ap`` (the canal's posterior wall).
+    canal_half_mm : dict
+        ``side → |lr|`` of the pedicle's medial wall.
+    pedicle_band_mm : dict
+        ``side → (bottom, top)`` along ``si`` of the pedicle.
+    pedicle_outer_mm : dict
+        ``side → |lr|`` of the pedicle's lateral wall.
+    body_half_width_mm : float
+        Half-width of the body along ``lr``.
+    measured : tuple of str
+        What the rays found; the rest are fallbacks.
+    disc_below_mm : float
+        Height of the disc below (mm), NaN when unknown.
+    """
+
+    @property
+    def lower_endplate_below_mm(self) -> float:
+        """The next vertebra's superior endplate along ``si`` (mm), NaN when unknown."""
+        return self.w_lower_mm - 0.5 * self.disc_below_mm
+
+    name: str
+    frame: VertebraFrame
+    w_lower_mm: float
+    w_upper_mm: float
+    body_back_mm: float
+    canal_back_mm: float
+    canal_half_mm: Dict[str, float]
+    pedicle_band_mm: Dict[str, Tuple[float, float]]
+    pedicle_outer_mm: Dict[str, float]
+    body_half_width_mm: float
+    measured: tuple = ()
+    disc_below_mm: float = float("nan")
+
+    @property
+    def canal_ap_mm(self) -> float:
+        return self.canal_back_mm - self.body_back_mm
+
+    def to_lps(self, uvw) -> np.ndarray:
+        """Local (u, v, w) mm → LPS mm; ``uvw`` of shape ``(..., 3)``."""
+        f = self.frame
+        uvw = np.asarray(uvw, float)
+        return (f.origin_lps + uvw[..., :1] * f.lr + uvw[..., 1:2] * f.ap
+                + uvw[..., 2:3] * f.si)
+
+
+def segment_frame(sg) -> VertebraFrame:
+    """Local frame of a vertebra segment: ``si`` from its disc planes, ``ap`` posterior."""
+    normals = [p.normal for p in (sg.lower, sg.upper) if p is not None]
+    si = np.mean(normals, axis=0) if normals else np.asarray(sg.t, float)
+    si = si / np.linalg.norm(si)
+    ap = sg.v - (sg.v @ si) * si
+    ap = ap / np.linalg.norm(ap)
+    return VertebraFrame(np.asarray(sg.centre_lps, float).copy(), si, ap, np.cross(ap, si))
+
+
+class _Probe:
+    """Nearest-voxel look-up of one vertebra's mask at local (u, v, w) points."""
+
+    def __init__(self, mask: np.ndarray, grid: WorkGrid, frame: VertebraFrame):
+        self.mask = mask.astype(np.uint8)
+        self.grid = grid
+        self.frame = frame
+
+    def __call__(self, u, v, w) -> np.ndarray:
+        u, v, w = np.broadcast_arrays(*(np.asarray(x, float) for x in (u, v, w)))
+        f = self.frame
+        p = (f.origin_lps + u[..., None] * f.lr + v[..., None] * f.ap + w[..., None] * f.si)
+        idx = self.grid.lps_to_index(p.reshape(-1, 3)).T
+        vals = ndi.map_coordinates(self.mask, idx, order=0, mode="constant", cval=0)
+        return vals.reshape(u.shape) > 0
+
+
+def _runs(hit: np.ndarray) -> List[Tuple[int, int]]:
+    """Index ranges [a, b) of consecutive True values."""
+    d = np.diff(np.concatenate([[0], hit.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0]))
+
+
+STEP_MM = 0.5
+
+
+@dataclass(frozen=True)
+class VertebraSpan:
+    """What is known of a vertebra before its parts: name, frame and endplates.
+
+    ``lower_lps`` / ``upper_lps`` are points on its inferior / superior endplate
+    (or the disc mid-plane beyond it), None when not found; ``disc_below_mm``
+    the height of the disc below (NaN when unknown).
+    """
+
+    name: str
+    frame: VertebraFrame
+    lower_lps: Optional[np.ndarray]
+    upper_lps: Optional[np.ndarray]
+    disc_below_mm: float = float("nan")
+
+
+def spans_from_segments(segs: list, names: Dict[int, str]) -> Dict[int, VertebraSpan]:
+    """``segment index → VertebraSpan`` of the named segments of the pipeline."""
+    out = {}
+    for n, name in names.items():
+        sg = segs[n - 1]
+        out[n] = VertebraSpan(name, segment_frame(sg),
+                              None if sg.lower is None else sg.lower.point_lps,
+                              None if sg.upper is None else sg.upper.point_lps,
+                              float(getattr(sg.lower, "thickness_mm", float("nan"))))
+    return out
+
+
+def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGeometry:
+    """Measure one vertebra (its mask on ``grid``) in its frame."""
+    name, frame = span.name, span.frame
+    probe = _Probe(mask, grid, frame)
+    found = []
+    w_lo = np.nan if span.lower_lps is None else float((span.lower_lps - frame.origin_lps) @ frame.si)
+    w_hi = np.nan if span.upper_lps is None else float((span.upper_lps - frame.origin_lps) @ frame.si)
+    height = (w_hi - w_lo) if np.isfinite(w_hi - w_lo) else 28.0
+    w_mid = 0.5 * (w_lo + w_hi) if np.isfinite(w_hi - w_lo) else 0.0
+    # --- canal walls along the midline, over the middle of the body -----------------------
+    vs = np.arange(-30.0, 80.0, STEP_MM)
+    backs, arches = [], []
+    for dw in (-6.0, -3.0, 0.0, 3.0, 6.0):
+        for du in (-1.5, 0.0, 1.5):
+            hit = probe(du, vs, w_mid + dw)
+            runs = [(a, b) for a, b in _runs(hit) if vs[b - 1] > -8.0]
+            if len(runs) >= 2 and vs[runs[0][0]] < 5.0:
+                backs.append(vs[runs[0][1] - 1] + STEP_MM / 2)
+                arches.append(vs[runs[1][0]] - STEP_MM / 2)
+    if backs:
+        body_back = float(np.median(backs))
+        canal_back = float(np.median(arches))
+        found.append("canal walls")
+    else:
+        body_back, canal_back = _FALLBACK_BODY_BACK_MM, _FALLBACK_BODY_BACK_MM + _FALLBACK_CANAL_AP_MM
+    canal_back = max(canal_back, body_back + 8.0)
+    v_mid = 0.5 * (body_back + canal_back)
+    # --- body width along lr at mid-depth ------------------------------------------------
+    us = np.arange(0.0, 60.0, STEP_MM)
+    widths = []
+    for s in (1.0, -1.0):
+        hit = probe(s * us, 0.0, w_mid)
+        runs = _runs(hit)
+        if runs and runs[0][0] == 0:
+            widths.append(us[runs[0][1] - 1])
+    body_half = float(np.median(widths)) if widths else 20.0
+    hit = probe(0.0, -us, w_mid)
+    runs = _runs(hit)
+    depth = body_back + (us[runs[0][1] - 1] if runs and runs[0][0] == 0 else 16.0)
+    if name == "S1":
+        # the sacral body is fused with the alae: no lateral wall to find.  Lumbar and
+        # sacral bodies are 1.2–1.3 × wider than deep (ANATOMY.md); S1 ≈ 50 × 36 mm
+        # including the ring apophysis, its cancellous body ≈ 40 mm wide.
+        body_half = min(body_half, 0.6 * depth)
+    # --- pedicles, per side ----------------------------------------------------------------
+    canal_half, band, outer = {}, {}, {}
+    ws = np.arange(-40.0, 40.0, STEP_MM) + w_mid
+    for side in SIDES:
+        s = SIDE_SIGN[side]
+        walls = []
+        for w in np.arange(w_mid - 2.0, w_mid + 0.5 * height, 1.5):
+            for dv in (-2.0, 0.0, 2.0):
+                hit = probe(s * us, v_mid + dv, w)
+                if hit.any() and not hit[0]:
+                    walls.append(us[np.argmax(hit)] - STEP_MM / 2)
+        cw = float(np.percentile(walls, 20)) if walls else np.nan
+        if np.isfinite(cw) and 5.0 < cw < 25.0:
+            found.append(f"pedicle {side} wall")
+        else:
+            cw = _FALLBACK_CANAL_HALF_MM
+        canal_half[side] = cw
+        # the pedicle's SI extent: the bone run nearest the upper half just lateral to the wall
+        best = None
+        for du in (2.0, 3.5):
+            hit = probe(s * (cw + du), np.array([v_mid - 3.0, v_mid, v_mid + 3.0])[:, None],
+                        ws[None, :]).any(axis=0)
+            for a, b in _runs(hit):
+                lo_w, hi_w = ws[a] - STEP_MM / 2, ws[b - 1] + STEP_MM / 2
+                overlap = min(hi_w, w_mid + height / 2) - max(lo_w, w_mid)
+                if 4.0 <= hi_w - lo_w <= 30.0 and overlap > 2.0 and (best is None or overlap > best[0]):
+                    best = (overlap, lo_w, hi_w)
+        if best is not None:
+            band[side] = (best[1], best[2])
+            found.append(f"pedicle {side} height")
+        else:
+            top = w_mid + height / 2 - 1.0
+            band[side] = (top - _FALLBACK_PEDICLE_HEIGHT_MM, top)
+        # lateral wall: end of the bone run from the medial wall, in front of the
+        # transverse process (which springs from the back half of the pedicle)
+        wc = 0.5 * sum(band[side])
+        ends = []
+        for dv in (0.15, 0.3):
+            for dw in (-2.0, 0.0, 2.0):
+                hit = probe(s * us, body_back + dv * (canal_back - body_back), wc + dw)
+                start = int(np.searchsorted(us, cw))
+                runs = [(a, b) for a, b in _runs(hit) if b > start + 1 and a <= start + 4]
+                if runs:
+                    ends.append(us[runs[0][1] - 1] + STEP_MM / 2)
+        po = float(np.median(ends)) if ends else np.nan
+        if not (np.isfinite(po) and cw + 4.0 < po < cw + 25.0):
+            po = cw + _FALLBACK_PEDICLE_WIDTH_MM
+        outer[side] = po
+    return ArchGeometry(name, frame, w_lo, w_hi, body_back, canal_back, canal_half, band, outer,
+                        body_half, tuple(found), span.disc_below_mm)
+
+
+def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
+                   sacrum: bool) -> np.ndarray:
+    """Part codes (``PART_CODES``) of vertebra points at local (u, v, w) mm."""
+    P = PART_CODES
+    out = np.zeros(u.shape, np.uint8)
+    left = u >= 0
+    au = np.abs(u)
+    cw = np.where(left, g.canal_half_mm["left"], g.canal_half_mm["right"])
+    pb = np.where(left, g.pedicle_band_mm["left"][0], g.pedicle_band_mm["right"][0])
+    pt = np.where(left, g.pedicle_band_mm["left"][1], g.pedicle_band_mm["right"][1])
+    po = np.where(left, g.pedicle_outer_mm["left"], g.pedicle_outer_mm["right"])
+    side = lambda base: np.where(left, P[f"{base} left"], P[f"{base} right"])  # noqa: E731
+    va, vp = g.body_back_mm, g.canal_back_mm
+    vm = 0.5 * (va + vp)
+    medial = au < cw - 0.5
+    inband = (w >= pb) & (w <= pt)
+    # the pedicle runs on into the posterolateral corner of the body (≈ 4–5 mm)
+    body = (v < va + 0.5) & ~(~medial & inband & (v > va - _PEDICLE_INTO_BODY_MM))
+    # behind the canal in the midline: lamina, then the spinous process
+    spinous = medial & (au < _SPINOUS_HALF_MM) & (v > vp + _SPINOUS_BEHIND_MM)
+    # lateral to the canal, at its depth: pedicle within its band, SAP above, IAP below
+    lateral_deep = ~medial & (v <= vp + 1.5)
+    above = w > pt
+    below = w < pb - 1.0
+    out[:] = P["lamina"]
+    out[medial & (v < vm)] = P["body"]  # posterior osteophyte / wall in front of the canal
+    out[spinous] = P["spinous process"]
+    ped = lateral_deep & ~above & ~below
+    out[ped] = side("pedicle")[ped]
+    front = ~medial & inband & (v <= va + 0.5) & (v > va - _PEDICLE_INTO_BODY_MM)
+    out[front] = side("pedicle")[front]
+    sap = ~medial & above & (v > va + 2.0)
+    out[sap] = side("superior articular process")[sap]
+    iap = ~medial & below & (v > vm) & (au > cw + _IAP_LATERAL_MM)
+    below_front = lateral_deep & below & (v <= vm)
+    out[below_front] = side("pedicle")[below_front]
+    if not sacrum:
+        out[iap] = side("inferior articular process")[iap]
+        tp = ~medial & ~above & ~below & (au > po)
+        out[tp] = side("transverse process")[tp]
+        out[body] = P["body"]
+        return out
+    # S1: the ala lateral to the body, the rest of the sacrum below it
+    out[iap] = P["lamina"]
+    h = g.w_upper_mm - g.w_lower_mm if np.isfinite(g.w_upper_mm - g.w_lower_mm) else 28.0
+    w_top = g.w_upper_mm if np.isfinite(g.w_upper_mm) else 0.5 * h
+    ala = (au > g.body_half_width_mm) & (v < vm) & (w > w_top - h - 8.0)
+    out[ala] = side("sacral ala")[ala]
+    # the S1 body merges into S2 below its middle; the sacral canal is behind
+    upper = w > w_top - 0.55 * h
+    out[body & ~ala & upper] = P["body"]
+    low = (w < w_top - h - 8.0) | ((v < vm) & ~ala & ~upper)
+    out[low] = P["sacrum below S1"]
+    return out
+
+
+def label_parts(vert: np.ndarray, grid: WorkGrid, spans: Dict[int, VertebraSpan],
+                bone: Optional[np.ndarray] = None
+                ) -> Tuple[np.ndarray, Dict[str, ArchGeometry], List[str]]:
+    """Part codes of every named vertebra on the working grid.
+
+    Parameters
+    ----------
+    vert : numpy.ndarray
+        Vertebra labels on ``grid`` (0 = none).
+    grid : WorkGrid
+        The working grid.
+    spans : dict
+        ``label value in vert → VertebraSpan`` of the vertebrae to process
+        (:func:`spans_from_segments` in the pipeline).
+    bone : numpy.ndarray, optional
+        Bone on ``grid``.  The walls are then measured on the vertebra's label
+        *or* bone, so that an arch the whole-vertebra step gave to a neighbour
+        (or left out) still bounds the canal; the parts stay within the label.
+
+    Returns
+    -------
+    parts : numpy.ndarray
+        uint8 part codes on ``grid`` (0 outside the vertebrae).
+    arches : dict
+        ``name → ArchGeometry``.
+    findings : list of str
+        Vertebrae whose arch could not be measured (fallback sizes used).
+    """
+    parts = np.zeros(vert.shape, np.uint8)
+    arches: Dict[str, ArchGeometry] = {}
+    findings = []
+    objects = ndi.find_objects(vert.astype(np.int32))
+    for n, span in spans.items():
+        name = span.name
+        if n > len(objects) or objects[n - 1] is None:
+            continue
+        sl = objects[n - 1]
+        # probe in a box larger than the label: rays must leave it cleanly, and an arch
+        # missing from the label is still found in the bone around it
+        m = 2 if bone is None else int(np.ceil(_PROBE_PAD_MM / grid.spacing_mm))
+        pad = tuple(slice(max(s.start - m, 0), min(s.stop + m, dim)) for s, dim in zip(sl, vert.shape))
+        sub = vert[pad] == n
+        probe_mask = sub if bone is None else (sub | bone[pad])
+        origin = grid.index_to_lps(np.array([s.start for s in pad], float))
+        sub_grid = WorkGrid(origin, grid.spacing_mm, sub.shape)
+        g = measure_arch(span, probe_mask, sub_grid)
+        arches[name] = g
+        missing = {"canal walls", "pedicle left wall", "pedicle right wall"} - set(g.measured)
+        if missing:
+            findings.append(f"{name}: the {', '.join(sorted(missing))} could not be measured; "
+                            "its sub-regions use average lumbar sizes")
+        kji = np.argwhere(sub)
+        d = sub_grid.index_to_lps(kji) - g.frame.origin_lps
+        codes = classify_parts(g, d @ g.frame.lr, d @ g.frame.ap, d @ g.frame.si, name == "S1")
+        view = parts[pad]
+        view[sub] = codes
+    return parts, arches, findings

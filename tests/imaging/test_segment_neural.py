@@ -1,0 +1,127 @@
+"""Dural sac, canal and modelled exiting roots of ``segment_ct`` on the phantom."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from surgplan.imaging.anatomy import VertebraFrame
+from surgplan.imaging.segment.grid import WorkGrid
+from surgplan.imaging.segment.neural import (
+    centre_line_distance_mm, model_neural, resample_polyline,
+)
+from surgplan.imaging.segment.parts import ArchGeometry
+from surgplan.imaging.segment.spine_curve import SpineCurve
+from surgplan.imaging.structures import PART_CODES, SIDES, root_name
+from tests.imaging.segment_cache import matched_truth, segmented
+
+LUMBAR = ("L1", "L2", "L3", "L4", "L5")
+
+
+@pytest.fixture(scope="module")
+def seg(small_phantom):
+    return segmented(small_phantom)
+
+
+def _dice(a, b):
+    return 2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+def _lps(anatomy, mask):
+    return np.argwhere(mask)[:, ::-1] @ anatomy.ijk_to_lps[:3, :3].T + anatomy.ijk_to_lps[:3, 3]
+
+
+def test_dural_sac_is_segmented_inside_the_canal(seg, small_phantom_truth):
+    sac = seg.structure("dural sac")
+    assert sac.provenance == "segmented" and sac.kind == "dural sac"
+    d = _dice(seg.mask("dural sac"), small_phantom_truth.mask("dural sac"))
+    assert d >= 0.85, d  # issue 3 target; measured 0.90 on this grid
+    # the canal label is the epidural space around the sac: never bone, never the sac
+    canal = seg.mask("spinal canal")
+    assert canal.any() and not np.any(canal & (seg.vertebrae > 0))
+    truth_canal = small_phantom_truth.mask("spinal canal") | small_phantom_truth.mask("dural sac")
+    assert _dice(canal | seg.mask("dural sac"), truth_canal) >= 0.75
+
+
+def test_roots_are_modelled_under_each_pedicle(seg, small_phantom, small_phantom_truth):
+    dists = []
+    match = matched_truth(seg, small_phantom_truth)
+    for name in [n for n in seg.vertebra_names if n in LUMBAR and match.get(n) in LUMBAR]:
+        for side in SIDES:
+            rn = root_name(name, side)
+            s = seg.structure(rn)
+            assert s.kind == "nerve root" and s.provenance == "modelled"
+            assert "51°" in s.notes and "ANATOMY.md" in s.notes
+            root = seg.mask(rn)
+            ped = seg.part_mask(f"pedicle {side}", name)
+            frame = seg.structure(name).frame
+            rc = _lps(seg, root)
+            pc = _lps(seg, ped).mean(0)
+            # exits below its pedicle, on its side, and runs out laterally
+            assert np.median((rc - pc) @ frame.si) < 0
+            sign = 1 if side == "left" else -1
+            assert np.median((rc - frame.origin_lps) @ frame.lr) * sign > 10
+            true_line = small_phantom.landmarks.roots[root_name(match[name], side)].points_lps
+            d = centre_line_distance_mm(resample_polyline(np.asarray(true_line)[:4], 1.0), rc)
+            assert np.isfinite(d).mean() > 0.8, rn
+            assert np.nanmean(d) < 3.5, (rn, np.nanmean(d))
+            dists.append(np.nanmean(d))
+    assert len(dists) >= 8
+    assert np.mean(dists) < 2.5, dists  # measured 1.5 mm on this grid
+
+
+def _straight_canal(csf_ellipse: bool):
+    """A straight spine along +z on a 1 mm grid: canal 24 × 16 mm, everything inside at CSF
+    density, or fat with a 20 × 12 mm CSF ellipse (the sac) in it."""
+    grid = WorkGrid(np.array([-40.0, -20.0, 0.0]), 1.0, (90, 80, 81))
+    z = np.arange(5.0, 85.0, 1.0)
+    n = len(z)
+    pts = np.stack([np.zeros(n), np.zeros(n), z], axis=1)
+    ex, ey, ez = np.eye(3)
+    curve = SpineCurve(pts, np.tile(ez, (n, 1)), np.tile(ex, (n, 1)), np.tile(ey, (n, 1)),
+                       pts + [0.0, 24.0, 0.0], 1.0)
+    arches = {}
+    for name, zc in (("L3", 25.0), ("L4", 60.0)):
+        f = VertebraFrame(np.array([0.0, 0.0, zc]), ez, ey, ex)
+        arches[name] = ArchGeometry(name, f, -15.0, 15.0, 16.0, 32.0, {"left": 12.0, "right": 12.0},
+                                    {"left": (-1.0, 13.0), "right": (-1.0, 13.0)},
+                                    {"left": 24.0, "right": 24.0}, 20.0, ("canal walls",), 12.0)
+    zz, yy, xx = np.indices(grid.shape)
+    lps = grid.index_to_lps(np.stack([zz, yy, xx], -1))
+    x, y = lps[..., 0], lps[..., 1]
+    hu = np.full(grid.shape, 40.0, np.float32)  # muscle around
+    canal = (np.abs(x) / 12.0) ** 2.5 + (np.abs(y - 24.0) / 8.0) ** 2.5 <= 1.0
+    hu[canal] = 8.0
+    truth = canal.copy()
+    if csf_ellipse:
+        hu[canal] = -90.0
+        truth = (x / 10.0) ** 2 + ((y - 23.0) / 6.0) ** 2 <= 1.0
+        hu[truth] = 8.0
+    bone = ~canal & (np.abs(x) < 30) & (y > 10) & (y < 42)
+    hu[bone] = 400.0
+    return hu, grid, curve, arches, bone, truth
+
+
+def test_sac_is_segmented_where_fat_surrounds_it():
+    hu, grid, curve, arches, bone, truth = _straight_canal(csf_ellipse=True)
+    res = model_neural(hu, grid, curve, arches, bone.astype(np.uint8))
+    assert res.sac_modelled_share == 0.0 and res.labels()[0][2] == "segmented"
+    assert _dice(res.sac, truth) > 0.9
+    assert not np.any(res.sac & bone) and np.all(res.canal[res.sac])
+
+
+def test_sac_is_modelled_where_csf_cannot_be_told_from_fat():
+    """No fat seen in the canal (tight canal, blurred or noisy scan): the sac is modelled, says so."""
+    hu, grid, curve, arches, bone, canal = _straight_canal(csf_ellipse=False)
+    res = model_neural(hu, grid, curve, arches, bone.astype(np.uint8))
+    name, mask, prov, notes = res.labels()[0]
+    assert name == "dural sac" and prov == "modelled" and res.sac_modelled_share == 1.0
+    assert "modelled" in notes and "152 mm²" in notes
+    # the model: 152 mm² per cross-section, in the canal, never in bone
+    area = mask[40].sum() * grid.spacing_mm ** 2
+    assert 152 * 0.8 < area < 152 * 1.2
+    assert np.all(canal[mask]) and not np.any(mask & bone)
+    # the roots are modelled from the pedicles either way: below the pedicle, lateral
+    rm = res.root_models["nerve root L3 left"]
+    assert rm.points_lps[1][2] < 25.0 - 1.0 and rm.points_lps[-1][0] > 30.0
+    assert rm.diameter_mm == pytest.approx(4.5)

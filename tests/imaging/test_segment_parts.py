@@ -1,0 +1,63 @@
+"""Vertebral sub-regions of ``segment_ct``: every vertebra voxel gets its part, in the right place."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from surgplan.imaging.segment.grid import WorkGrid
+from surgplan.imaging.segment.parts import VertebraSpan, label_parts
+from surgplan.imaging.structures import PART_CODES, PART_NAMES
+
+LUMBAR = ("L1", "L2", "L3", "L4", "L5")
+
+
+def _dice(a, b):
+    return 2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+def _truth_spans(case, truth):
+    spans = {}
+    for s in truth.items:
+        if s.map == "vertebrae":
+            lm = case.landmarks.vertebrae[s.name]
+            spans[s.label] = VertebraSpan(s.name, s.frame, lm.inferior_endplate_center_lps,
+                                          lm.superior_endplate_center_lps)
+    return spans
+
+
+def test_parts_from_exact_vertebrae_find_pedicles_and_processes(small_phantom, small_phantom_truth):
+    """The sub-region step alone, on the true vertebra labels.
+
+    Measured on this 1.6 mm grid: body 0.97–0.98, pedicles 0.78–0.84, lamina 0.77–0.88,
+    spinous process 0.78–0.94, transverse processes 0.73–0.88, articular processes
+    0.66–0.91 (the facet joints are 1.5 mm wide, one voxel here).
+    """
+    truth = small_phantom_truth
+    grid = WorkGrid(truth.ijk_to_lps[:3, 3], float(truth.ijk_spacing_mm[0]), truth.shape)
+    parts, arches, findings = label_parts(truth.vertebrae, grid,
+                                          _truth_spans(small_phantom, truth))
+    assert findings == []
+    for name in LUMBAR:
+        mt = truth.mask(name)
+        for code, part in PART_NAMES.items():
+            t = mt & (truth.parts == code)
+            if t.any():
+                floor = 0.95 if part == "body" else 0.6 if "articular" in part else 0.72
+                assert _dice(mt & (parts == code), t) >= floor, (name, part)
+        # measured canal against the phantom's (ANATOMY.md sizes)
+        lm = small_phantom.landmarks.vertebrae[name]
+        g = arches[name]
+        assert abs(g.canal_half_mm["left"] + g.canal_half_mm["right"] - lm.canal_width_mm) < 2.5
+        assert abs(g.canal_ap_mm - lm.canal_ap_mm) < 3.0
+
+
+def test_an_arch_that_cannot_be_measured_is_reported(small_phantom, small_phantom_truth):
+    truth = small_phantom_truth
+    vert = np.where(truth.parts == PART_CODES["body"], truth.vertebrae, 0)  # bodies only
+    grid = WorkGrid(truth.ijk_to_lps[:3, 3], float(truth.ijk_spacing_mm[0]), truth.shape)
+    spans = {k: v for k, v in _truth_spans(small_phantom, truth).items() if v.name == "L3"}
+    parts, _, findings = label_parts(vert, grid, spans)
+    assert any(f.startswith("L3:") and "average lumbar sizes" in f for f in findings)
+    l3 = vert == truth.structure("L3").label
+    assert np.all(parts[l3] > 0)
+    assert np.mean(parts[l3] == PART_CODES["body"]) > 0.9
