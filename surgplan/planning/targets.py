@@ -136,12 +136,7 @@ def compute_target(ctx: PlanningContext, procedure: Procedure, level: str, side:
         if key == "teld":
             sidepts = uvw[uvw[:, 0] * (s or 1) > 0]
             edge = float(np.percentile(np.abs(sidepts[:, 0]), 98)) if len(sidepts) else 20.0
-            u = s * edge / 2.0
-            col = uvw[np.abs(uvw[:, 0] - u) < 3]
-            v_post = float(np.percentile(col[:, 1], 99)) if len(col) else geo["v_post"]
-            return Target(_disc_point(geo, u, v_post - 5.0), lower,
-                          f"posterolateral {geo['name']} ({side}), 5 mm in front of its "
-                          f"posterior wall, {abs(u):.0f} mm from the midline")
+            return _teld_target(ctx, geo, upper, lower, side, s, edge)
         u = s * 8.0
         col = uvw[np.abs(uvw[:, 0] - u) < 3]
         v_post = float(np.percentile(col[:, 1], 99)) if len(col) else geo["v_post"]
@@ -155,6 +150,50 @@ def compute_target(ctx: PlanningContext, procedure: Procedure, level: str, side:
                       f"{upper} {side} pedicle axis, 5 mm short of the anterior cortex",
                       ax["direction"])
     raise PlanningError(f"no target rule for {key!r}")
+
+
+#: Clearance (mm) from the nerves a TELD target should keep: the widest catalogue cannula's
+#: radius (4 mm) plus the 2 mm root margin.
+TELD_TARGET_CLEARANCE_MM = 6.0
+
+
+def _teld_target(ctx, geo, upper, lower, side, s, edge) -> Target:
+    """The posterolateral disc target, moved within the disc when a nerve lies too close.
+
+    The default is halfway from the midline to the disc's edge, 5 mm in front of its
+    posterior wall.  When the exiting or traversing root or the dural sac lies closer
+    than :data:`TELD_TARGET_CLEARANCE_MM` to it, the point of the posterolateral disc
+    (0.3–0.6 of the way to the edge, 4–10 mm in front of the wall) farthest from them is
+    taken instead, and the description says so.
+    """
+    uvw = geo["uvw"]
+    nerves = [ctx.fields[n] for n in (f"nerve root {upper} {side}", f"nerve root {lower} {side}",
+                                      "dural sac") if n in ctx.fields]
+
+    def point(frac, back):
+        u = s * edge * frac
+        col = uvw[np.abs(uvw[:, 0] - u) < 3]
+        v_post = float(np.percentile(col[:, 1], 99)) if len(col) else geo["v_post"]
+        return _disc_point(geo, u, v_post - back)
+
+    def clearance(p):
+        return min((float(f.sample(p[None])[0]) for f in nerves), default=np.inf)
+
+    p0 = point(0.5, 5.0)
+    what = (f"posterolateral {geo['name']} ({side}), 5 mm in front of its posterior wall, "
+            f"halfway to its lateral edge")
+    if clearance(p0) >= TELD_TARGET_CLEARANCE_MM:
+        return Target(p0, lower, what)
+    best, bc = p0, clearance(p0)
+    for frac in (0.3, 0.375, 0.45, 0.525, 0.6):
+        for back in (4.0, 6.0, 8.0, 10.0):
+            p = point(frac, back)
+            c = clearance(p)
+            if c > bc + 0.25:
+                best, bc = p, c
+    return Target(best, lower, f"posterolateral {geo['name']} ({side}), moved within the disc "
+                  f"to keep {bc:.1f} mm from the nerves (the default point had "
+                  f"{clearance(p0):.1f} mm)")
 
 
 def _need_parts(ctx: PlanningContext, what: str) -> None:
@@ -432,6 +471,11 @@ def _kambin(ctx: PlanningContext, level: str, side: str):
     b = max(w_a - w_b, 0.0)
     c = float(np.hypot(a, b))
     diam = a + b - c
+    if diam < 0.5:
+        return None, (f"Kambin's triangle closed at {level} {side}: {root} comes down to the "
+                      f"upper endplate of {lower} at the edge of its superior articular process "
+                      f"(base {a:.1f} mm, height {b:.1f} mm in the labels); no window without "
+                      f"foraminoplasty")
     base_m = np.array([s * u_m, v_wall, w_b])
     lat = np.array([s * u_r, v_wall, w_b])
     apex = np.array([s * u_m, v_wall, w_a])
