@@ -28,6 +28,8 @@ from surgplan.imaging.segment.spine_curve import SpineCurve
 #: Share of the way from the median to the 99th percentile of the patient's
 #: signal above which a voxel may be CSF (T2: CSF ≈ 1.8–4 × marrow).
 CSF_LEVEL = 0.35
+#: ... and at least this multiple of that median.
+CSF_MIN_RATIO = 1.25
 #: Canal cross-section limits on an axial slice (mm, mm²): the dural sac is
 #: ≈ 10–20 mm deep and 15–30 mm wide; fat layers and bowel are wider or larger.
 CSF_MAX_WIDTH_MM = 36.0
@@ -109,7 +111,10 @@ def intensity_scale(img_s: np.ndarray, outline: np.ndarray) -> MrScale:
     if v.size > 2_000_000:
         v = v[:: v.size // 1_000_000]
     med, p99 = np.percentile(v, [50, 99])
-    return MrScale(float(med), float(p99), float(med + CSF_LEVEL * (p99 - med)))
+    # CSF is ≈ 1.8–4 × marrow on T2 and well above the median tissue; the floor
+    # keeps noise in a flat image (no CSF at all) from passing as fluid
+    return MrScale(float(med), float(p99),
+                   float(max(med + CSF_LEVEL * (p99 - med), CSF_MIN_RATIO * med)))
 
 
 def csf_candidates(img_s: np.ndarray, outline: np.ndarray, scale: MrScale, spacing_mm: float):
@@ -368,11 +373,15 @@ def find_mr_discs(img_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
         return []
     widths = peak_widths(score, peaks, rel_height=0.5)[0] * curve.step_mm
     out = []
-    a, b = _patch(10.0, grid.spacing_mm)
+    a, b = _patch(14.0, grid.spacing_mm)
     for pk, w, prom in zip(peaks, widths, props["prominences"]):
         if not valid[pk]:
             continue
         sign = 1.0 if dev[pk] > 0 else -1.0
+        # tilting away from the curve's normal must pay in contrast: a third of
+        # the disc's own contrast per radian (a bright nucleus is brightest
+        # along an oblique chord, not in the mid-plane)
+        tilt_cost = 0.35 * abs(float(dev[pk]))
         best = None
         t, u, v = curve.t[pk], curve.u[pk], curve.v[pk]
         for tilt_ap in np.radians(np.arange(-25, 26, 5)):
@@ -393,7 +402,7 @@ def find_mr_discs(img_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
                     # the disc is the brightest (or darkest) plane through the dip;
                     # a small tilt penalty keeps the curve's normal when it is flat
                     score_p = sign * float(np.nanmean(val)) / marrow \
-                        - 0.05 * (abs(tilt_ap) + abs(tilt_lr)) - 0.005 * abs(off)
+                        - tilt_cost * (abs(tilt_ap) + abs(tilt_lr)) - 0.005 * abs(off)
                     if best is None or score_p > best[0]:
                         best = (score_p, c, n)
         if best is None:
@@ -640,7 +649,7 @@ def label_mr_discs(img_s: np.ndarray, grid: WorkGrid, segs: list, walls: dict,
 
     A disc fills the space between two endplates: here, the voxels within
     12 mm of the disc plane, inside the mean outline (walls) of its two
-    bodies, that are neither body nor CSF; the largest piece.  That holds for
+    bodies, that are not body; the largest piece.  That holds for
     bright (hydrated) and dark (degenerated) discs alike.
 
     Returns
@@ -675,7 +684,8 @@ def label_mr_discs(img_s: np.ndarray, grid: WorkGrid, segs: list, walls: dict,
         # the plane's point lies on the curve, the walls are measured from the body centres
         m = (np.abs(along) < 12.0) & _inside_walls(d @ u, d @ v, w, 0.0)
         sub_b = bodies[box].ravel()
-        m &= (sub_b == 0) & (img_s[box].ravel() <= scale.csf)
+        # a hydrated nucleus is as bright as CSF: the walls, not the signal, keep the sac out
+        m &= sub_b == 0
         m = m.reshape(img_s[box].shape)
         cl, k = ndi.label(m)
         if k == 0:

@@ -1,0 +1,216 @@
+"""segment_mr on the phantom's T2 MR, on bad input, through the CLI, and on the real sagittal MRs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from surgplan.cli import main
+from surgplan.core.errors import OperationCancelled, SegmentationError
+from surgplan.core.progress import CancelToken
+from surgplan.imaging.segment.mr import segment_mr
+from surgplan.imaging.volume import ImageMetadata, Volume
+
+LUMBAR = ("L1", "L2", "L3", "L4", "L5")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+@pytest.fixture(scope="module")
+def phantom_mr(small_phantom):
+    from surgplan.imaging.phantom import mr_volume
+
+    return mr_volume(small_phantom)
+
+
+@pytest.fixture(scope="module")
+def segmented(phantom_mr):
+    return segment_mr(phantom_mr)
+
+
+# --- the phantom's T2 MR -------------------------------------------------------------------
+
+
+def test_phantom_bodies_found_named_from_the_sacrum(segmented):
+    assert segmented.vertebra_names == ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
+    for name in segmented.vertebra_names:
+        s = segmented.structure(name)
+        assert s.provenance == "segmented" and not s.provisional
+        assert s.frame is not None and abs(s.frame.si[2]) > 0.7  # the SI axis points up/down
+    assert any("sacrum" in f for f in segmented.findings)
+    assert any("nerve roots" in f for f in segmented.findings)  # roots not outlined: said
+
+
+def test_phantom_bodies_match_the_truth(segmented, small_phantom_truth):
+    for name in LUMBAR:
+        truth = small_phantom_truth.part_mask("body", name)
+        ours = segmented.mask(name)
+        assert dice(ours, truth) >= 0.85, name
+        err = np.linalg.norm(segmented.structure(name).centroid_lps
+                             - _centroid(truth, small_phantom_truth.ijk_to_lps))
+        assert err <= 2.5, (name, err)
+
+
+def test_phantom_discs_and_dural_sac(segmented, small_phantom_truth):
+    for upper, lower in zip(("L1", "L2", "L3", "L4"), ("L2", "L3", "L4", "L5")):
+        name = f"disc {upper}-{lower}"
+        assert segmented.structure(name).kind == "disc"
+        assert dice(segmented.mask(name), small_phantom_truth.mask(name)) >= 0.7, name
+    sac = segmented.mask("dural sac")
+    assert dice(sac, small_phantom_truth.mask("dural sac")) >= 0.85
+    # the sac lies behind the bodies, never inside them
+    assert not np.any(sac & (segmented.vertebrae > 0))
+
+
+def test_sacrum_cut_off_makes_names_provisional(phantom_mr, small_phantom_truth):
+    # keep only what lies above the middle of L5: no L5–S1 disc, no end of the sac
+    z_l5 = _centroid(small_phantom_truth.mask("L5"), phantom_mr.ijk_to_lps)[2]
+    k0 = int(np.ceil(phantom_mr.lps_to_index(np.array([0.0, 0.0, z_l5]))[2]))
+    aff = phantom_mr.ijk_to_lps.copy()
+    aff[:3, 3] = aff[:3, :3] @ np.array([0.0, 0.0, k0]) + aff[:3, 3]
+    cropped = Volume(np.ascontiguousarray(phantom_mr.array[k0:]), aff,
+                     metadata=phantom_mr.metadata)
+    a = segment_mr(cropped)
+    assert a.vertebra_names
+    assert all(a.structure(n).provisional for n in a.vertebra_names)
+    assert any("sacrum was not seen" in f and "provisional" in f for f in a.findings)
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def _box(shape=(40, 60, 60), spacing=2.0, value=100.0, modality="MR"):
+    arr = np.zeros(shape, np.float32)
+    arr[5:-5, 10:-10, 10:-10] = value
+    return Volume(arr, np.diag([spacing, spacing, spacing, 1.0]),
+                  metadata=ImageMetadata(modality=modality))
+
+
+def test_no_spine_is_a_finding_not_a_crash():
+    rng = np.random.default_rng(0)
+    v = _box()
+    v = Volume(np.asarray(v.array) + rng.normal(0, 5, v.array.shape).astype(np.float32),
+               v.ijk_to_lps, metadata=v.metadata)
+    a = segment_mr(v)
+    assert a.items == () and not a.vertebrae.any()
+    assert any("no spine" in f and "CSF" in f for f in a.findings)
+
+
+def test_empty_image_and_tiny_field_are_findings():
+    a = segment_mr(_box(value=0.0))
+    assert any("one value everywhere" in f for f in a.findings)
+    a = segment_mr(_box(shape=(6, 60, 60)))
+    assert any("field of view" in f for f in a.findings)
+
+
+def test_ct_and_non_volumes_are_refused():
+    with pytest.raises(SegmentationError, match="MR only"):
+        segment_mr(_box(modality="CT"))
+    with pytest.raises(SegmentationError, match="Volume"):
+        segment_mr(np.zeros((8, 8, 8)))
+    with pytest.raises(SegmentationError, match="3D"):
+        segment_mr(_box(shape=(2, 60, 60)))
+
+
+def test_cancellation_raises(phantom_mr):
+    token = CancelToken()
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(fraction)
+        token.cancel()  # at the first report: nothing after it may run to the end
+
+    with pytest.raises(OperationCancelled):
+        segment_mr(phantom_mr, progress=progress, cancel=token)
+    assert max(seen) < 0.2
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def test_segment_command_on_an_mr_series(small_phantom, phantom_mr, tmp_path, capsys):
+    from surgplan.imaging.dicom.writer import write_series
+
+    d = tmp_path / "mr"
+    write_series(phantom_mr, d, modality="MR")
+    out = tmp_path / "seg"
+    assert main(["segment", str(d), "--out", str(out), "--no-meshes"]) == 0
+    text = capsys.readouterr().out
+    assert "vertebrae (7): T12, L1, L2, L3, L4, L5, S1" in text
+    table = json.loads((out / "labels.json").read_text())
+    verts = table["files"]["vertebrae.nii.gz"]
+    assert [v["name"] for v in verts] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert all(v["provenance"] == "segmented" for v in verts)
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "vertebrae.nii.gz")))
+    assert set(np.unique(lab)) - {0} == {v["value"] for v in verts}
+
+
+def test_segment_command_needs_the_modality_of_a_nifti(tmp_path, capsys):
+    p = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(_box().to_sitk(), str(p))
+    assert main(["segment", str(p), "--out", str(tmp_path / "o")]) == 1
+    assert "--modality mr" in capsys.readouterr().err
+
+
+# --- the real sagittal T2 scans ------------------------------------------------------------
+
+#: Label ids of the manual masks in anatomical order (README of mri-lumbar-sagittal).
+REAL_LEVELS = {
+    "VB2_02": {7: "T11", 6: "T12", 5: "L1", 4: "L2", 3: "L3", 1: "L4", 2: "L5"},
+    "VB3_01": {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "L5"},
+}
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case", sorted(REAL_LEVELS))
+def test_real_sagittal_mr_bodies_and_names(shared_data, case):
+    vol, ref, note = load_real_mr(shared_data / "mri-lumbar-sagittal", case)
+    a = segment_mr(vol)
+    scores = []
+    for value, level in REAL_LEVELS[case].items():
+        r = ref == value
+        counts = np.bincount(a.vertebrae[r], minlength=len(a.vertebra_names) + 1)
+        counts[0] = 0
+        assert counts.any(), f"{case}: no body over the reference {level}"
+        label = int(np.argmax(counts))
+        ours = next(s for s in a.items if s.map == "vertebrae" and s.label == label)
+        assert ours.name == level, (case, value, ours.name, level)
+        scores.append(dice(a.vertebrae == label, r))
+    assert min(scores) >= 0.65, (case, np.round(scores, 3))
+    assert np.mean(scores) >= 0.75, (case, np.round(scores, 3))
+
+
+def load_real_mr(folder, case):
+    """The image (as MR) and its label map on the same grid, and what was done to fit them.
+
+    VB2_02's label map has one slice more along the sagittal axis than its image
+    (77 against 76).  Its first and last slices hold no label, so the last one is
+    cropped and the note says so; any other mismatch raises.
+    """
+    import dataclasses
+
+    from surgplan.imaging.volume_files import read_volume_file
+
+    vol = read_volume_file(folder / f"{case}_img.nii.gz")
+    vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality="MR"))
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{case}_label.nii.gz")))
+    note = ""
+    if ref.shape != vol.array.shape:
+        extra = np.array(ref.shape) - np.array(vol.array.shape)
+        axis = int(np.argmax(extra))
+        if sorted(extra.tolist()) != [0, 0, 1] or ref.take(-1, axis=axis).any():
+            raise ValueError(f"{case}: label map {ref.shape} does not fit image "
+                             f"{vol.array.shape} by one empty slice")
+        ref = np.delete(ref, -1, axis=axis)
+        note = (f"{case}: the label map has one slice more than the image along array axis "
+                f"{axis}; that last slice is empty and was cropped")
+    return vol, ref, note
+
+
+def _centroid(mask: np.ndarray, aff: np.ndarray) -> np.ndarray:
+    return aff[:3, :3] @ np.argwhere(mask).mean(0)[::-1] + aff[:3, 3]
