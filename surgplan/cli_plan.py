@@ -63,7 +63,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"surgplan plan: {exc.args[0]}", file=sys.stderr)
         return 2
-    progress = TerminalProgress()
+    progress = TerminalProgress(stream=sys.stderr)  # the current stream (tests swap it)
     vol = load_volume(args.path, progress=SubProgress(progress, 0, 0.2))
     if args.segmentation:
         from surgplan.imaging.segmentation_files import read_segmentation
