@@ -43,8 +43,10 @@ MAX_RESLICE_PIXELS = 1024
 BACKGROUND_RGB = (0.06, 0.07, 0.09)
 CROSSHAIR_RGB = (0.35, 0.85, 1.0)
 
-# Depth (world z, mm toward the camera) of the layers above the image.
-_Z_OVERLAY, _Z_TOOL, _Z_CROSS, _Z_HANDLE = 0.05, 0.3, 0.4, 0.5
+# Depth (world z, mm toward the camera) of the layers above the image.  The tool
+# is a tube (radius up to 15 mm) around _Z_TOOL: it must stay above the overlay
+# and the crosshair and below the handles.
+_Z_OVERLAY, _Z_CROSS, _Z_TOOL, _Z_HANDLE = 0.05, 0.4, 16.0, 40.0
 
 
 #: Kinds left out of the slice overlay by default: they cover the whole body.
@@ -391,7 +393,9 @@ class SliceScene:
                     h.SetMapper(m)
                     h.GetProperty().SetColor(*rgb01(rgb))
                     h.GetProperty().LightingOff()
-                    h.GetProperty().SetOpacity(0.95 if abs(pt[2]) < 5.0 else 0.5)
+                    # Opaque on (or near) this slice so that it is drawn above the
+                    # translucent overlay; faint when it lies elsewhere.
+                    h.GetProperty().SetOpacity(1.0 if abs(pt[2]) < 5.0 else 0.5)
                     h.PickableOff()
                     self.renderer.AddViewProp(h)
                     self._tool_actors.append(h)

@@ -51,6 +51,8 @@ class ScreenshotRun:
                 self.error += "\n" + w.last_error.informativeText()
             QApplication.instance().exit(1)
             return
+        if not (title.startswith("Opening") or title in ("Segmenting", "Proposing")):
+            return  # derived work (surfaces, distance fields): not a step of this run
         if title.startswith("Opening") and w.session.case.volume is not None \
                 and w.session.case.volume.modality == "CT":
             w.segment()

@@ -34,7 +34,10 @@ from surgplan.core.progress import SubProgress
 from surgplan.imaging.structures import VERTEBRA_ORDER
 from surgplan.render import WINDOW_PRESETS_HU, auto_window, label_display
 from surgplan.ui.dialogs import show_error
+from surgplan.render import ToolGlyph
+from surgplan.render.glyphs import TOOL_RGB
 from surgplan.ui.panels import StructurePanel, StudyPanel
+from surgplan.ui.plan_panel import PlanPanel
 from surgplan.ui.session import Case, Session
 from surgplan.ui.views import SliceView, View3D, ViewGrid
 from surgplan.ui.workers import Worker
@@ -134,6 +137,7 @@ class MainWindow(QMainWindow):
         self.session = Session()
         self.session.subscribe(self._on_session)
         self.worker: Optional[Worker] = None
+        self._queue: list = []  # derived jobs waiting for the current one
         self.last_error = None
         self._labels = None
         self._mesh_cache: dict = {}  # (map, label) → Mesh of the current anatomy
@@ -151,6 +155,15 @@ class MainWindow(QMainWindow):
             v.windowChanged.connect(self.set_window)
             v.painted.connect(self._paint)
             v.strokeFinished.connect(self._stroke_finished)
+            v.handleMoved.connect(self._handle_moved)
+            v.handleReleased.connect(self._handle_released)
+        self._ctx = None  # PlanningContext of self._ctx_for (an Anatomy)
+        self._ctx_for = None
+        self._proposals: list = []
+        self._metrics = None
+        self._dragging = None  # (index, Trajectory) while a handle is dragged
+        self._skin_mesh = None
+        self.last_update_ms = None
 
         self.study = StudyPanel()
         self.study.seriesChosen.connect(self.choose_series)
@@ -159,9 +172,18 @@ class MainWindow(QMainWindow):
         self.structures.colourChanged.connect(self._apply_colour)
         self.structures.opacityChanged.connect(self._apply_opacity)
         self.structures.segment_button.clicked.connect(self.segment)
-        self._add_dock("Study", self.study, Qt.DockWidgetArea.LeftDockWidgetArea, "studyDock")
+        self.study_dock = self._add_dock("Study", self.study, Qt.DockWidgetArea.LeftDockWidgetArea,
+                                         "studyDock")
         self._add_dock("Structures", self.structures, Qt.DockWidgetArea.LeftDockWidgetArea,
                        "structuresDock")
+        self.plan_panel = PlanPanel()
+        self.plan_panel.proposeRequested.connect(self.propose_plan)
+        self.plan_panel.proposalChosen.connect(self._add_proposal)
+        self.plan_panel.trajectorySelected.connect(self.session_select)
+        self.plan_panel.removeRequested.connect(self.remove_trajectory)
+        self.plan_panel.riskMapToggled.connect(self.show_risk_map)
+        self.plan_dock = self._add_dock("Plan", self.plan_panel,
+                                        Qt.DockWidgetArea.RightDockWidgetArea, "planDock")
         self._build_edit_buttons()
         self._build_status_bar()
         self._build_actions()
@@ -231,12 +253,19 @@ class MainWindow(QMainWindow):
                                           tip="Open a .zip, DICOMDIR, DICOM or NIfTI/NRRD/MHA file")
         self.act_demo = self._action("Demo case", self.open_demo, "Ctrl+D",
                                      tip="Open the built-in synthetic lumbar CT and MR")
+        self.act_save_plan = self._action("Save plan…", self.save_plan_dialog, "Ctrl+S",
+                                          tip="Save the plan and the (edited) segmentation")
+        self.act_open_plan = self._action("Open plan…", self.open_plan_dialog, "Ctrl+Shift+L",
+                                          tip="Open a .surgplan file (the study must be at hand)")
         self.recent_menu = f.addMenu("Recent")
         self.act_screenshot = self._action("Save screenshot…", self._screenshot_dialog, "F12")
         self.act_quit = self._action("Quit", self.close, "Ctrl+Q")
         for a in (self.act_open, self.act_open_file, self.act_demo):
             f.addAction(a)
         f.addMenu(self.recent_menu)
+        f.addSeparator()
+        f.addAction(self.act_open_plan)
+        f.addAction(self.act_save_plan)
         f.addSeparator()
         f.addAction(self.act_screenshot)
         f.addAction(self.act_quit)
@@ -247,6 +276,9 @@ class MainWindow(QMainWindow):
         self.act_segment = self._action("Segment", self.segment, "Ctrl+G",
                                         tip="Find and name the vertebrae, discs and canal")
         self.act_cancel = self._action("Cancel", self.cancel_job, "Esc")
+        self.act_propose = self._action("Propose trajectories", self.propose_plan, "Ctrl+R",
+                                        tip="Propose the lowest-risk trajectories for the choice "
+                                        "in the Plan panel")
         group = QActionGroup(self)
         self.act_navigate = self._action("Navigate", lambda: self.set_mode("navigate"), "N", True)
         self.act_paint = self._action("Paint", lambda: self.set_mode("paint"), "P", True,
@@ -256,7 +288,8 @@ class MainWindow(QMainWindow):
         for a in (self.act_navigate, self.act_paint, self.act_erase):
             group.addAction(a)
         self.act_navigate.setChecked(True)
-        for a in (self.act_undo, self.act_redo, None, self.act_segment, self.act_cancel, None,
+        for a in (self.act_undo, self.act_redo, None, self.act_segment, self.act_propose,
+                  self.act_cancel, None,
                   self.act_navigate, self.act_paint, self.act_erase):
             e.addSeparator() if a is None else e.addAction(a)
 
@@ -283,7 +316,8 @@ class MainWindow(QMainWindow):
 
         tb = self.addToolBar("Main")
         tb.setObjectName("mainToolbar")
-        for a in (self.act_open, self.act_demo, self.act_segment, self.act_undo, self.act_redo):
+        for a in (self.act_open, self.act_demo, self.act_segment, self.act_propose, self.act_undo,
+                  self.act_redo):
             tb.addAction(a)
         tb.addSeparator()
         self.preset_box = QComboBox()
@@ -308,6 +342,11 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
+        else:
+            # First start: the views get most of the width, even at 1366 × 768.
+            w = self.width()
+            self.resizeDocks([self.study_dock, self.plan_dock], [int(w * 0.2), int(w * 0.24)],
+                             Qt.Orientation.Horizontal)
         layout = self.settings.value("view/layout", "grid")
         large = int(self.settings.value("view/large", 0))
         self.grid.set_layout(layout if layout in ViewGrid.LAYOUTS else "grid", large)
@@ -349,10 +388,20 @@ class MainWindow(QMainWindow):
     def busy(self) -> bool:
         return self.worker is not None
 
-    def run_job(self, title: str, fn: Callable, on_done: Callable) -> Optional[Worker]:
-        """Run ``fn(progress=, cancel=)`` in a worker thread, then ``on_done(result)``."""
+    def run_job(self, title: str, fn: Callable, on_done: Callable, *,
+                queue_if_busy: bool = False) -> Optional[Worker]:
+        """Run ``fn(progress=, cancel=)`` in a worker thread, then ``on_done(result)``.
+
+        One job at a time: while one runs, a user's request is refused with a
+        message, and derived work (``queue_if_busy``: surfaces, the planner's
+        distance fields) waits its turn.
+        """
         if self.busy:
-            self.status_text.setText(f"Busy with {self.worker.title.lower()}: wait or press Cancel.")
+            if queue_if_busy:
+                self._queue.append((title, fn, on_done))
+            else:
+                self.status_text.setText(
+                    f"Busy with {self.worker.title.lower()}: wait or press Cancel.")
             return None
         w = Worker(fn, title, self)
         self.worker = w
@@ -382,6 +431,9 @@ class MainWindow(QMainWindow):
         self._update_actions()
         w.deleteLater()
         self.jobFinished.emit(w.title, ok)
+        if self._queue and self.worker is None:
+            title, fn, on_done = self._queue.pop(0)
+            QTimer.singleShot(0, lambda: self.run_job(title, fn, on_done, queue_if_busy=True))
 
     def _job_done(self, w, on_done, result):
         try:
@@ -506,6 +558,11 @@ class MainWindow(QMainWindow):
             self.study.show_details(self.session.case)
         if reason in ("case", "anatomy"):
             self._show_anatomy()
+            self.plan_panel.set_anatomy(self.session.state.anatomy)
+            if self.plan_panel.risk_map.isChecked():
+                self.plan_panel.risk_map.setChecked(False)
+        if reason in ("case", "anatomy", "plan"):
+            self._show_plan()
         self._update_actions()
         self.render_all()
 
@@ -596,7 +653,8 @@ class MainWindow(QMainWindow):
                 self.view3d.scene.reset_camera()
                 self.view3d.render()
 
-        self.run_job("Building surfaces", lambda **kw: _meshes(anatomy, names, **kw), done)
+        self.run_job("Building surfaces", lambda **kw: _meshes(anatomy, names, **kw), done,
+                     queue_if_busy=True)
 
     def _show_meshes(self, anatomy) -> None:
         meshes = {}
@@ -799,8 +857,310 @@ class MainWindow(QMainWindow):
         self.act_redo.setEnabled(s.can_redo and not self.busy)
         self.act_undo.setText("Undo " + s.undo_text if s.can_undo else "Undo")
         self.act_redo.setText("Redo " + s.redo_text if s.can_redo else "Redo")
-        for a in (self.act_open, self.act_open_file, self.act_demo):
+        for a in (self.act_open, self.act_open_file, self.act_demo, self.act_open_plan):
             a.setEnabled(not self.busy)
+        has_anatomy = s.state.anatomy is not None
+        self.act_propose.setEnabled(has_anatomy and not self.busy)
+        self.plan_panel.propose_button.setEnabled(has_anatomy and not self.busy)
+        self.act_save_plan.setEnabled(has_vol and (has_anatomy or s.state.plan is not None)
+                                      and not self.busy)
+
+
+    # --- planning -------------------------------------------------------------------------------
+    def _context(self):
+        """The PlanningContext of the current anatomy, or None while it is not built."""
+        a = self.session.state.anatomy
+        return self._ctx if (a is not None and self._ctx_for is a) else None
+
+    def _build_context(self, work_after=None):
+        anatomy, vol = self.session.state.anatomy, self.session.case.volume
+
+        def work(progress=None, cancel=None):
+            from surgplan.planning import PlanningContext
+
+            return PlanningContext.build(anatomy, vol, progress=progress, cancel=cancel)
+
+        def done(ctx):
+            self._ctx, self._ctx_for = ctx, anatomy
+            if self.session.state.anatomy is anatomy:
+                self._show_plan()
+
+        if any(q[0] == "Preparing the planner" for q in self._queue):
+            return None
+        return self.run_job("Preparing the planner", work, done, queue_if_busy=True)
+
+    def propose_plan(self) -> Optional[Worker]:
+        """Propose trajectories for the Plan panel's procedure, level, side and tool."""
+        from surgplan.core.progress import check
+
+        anatomy, vol = self.session.state.anatomy, self.session.case.volume
+        if anatomy is None:
+            self.status_text.setText("Segment first: proposals need the anatomy.")
+            return None
+        panel = self.plan_panel
+        proc, level, side, tool = (panel.procedure_key(), panel.level.currentText(),
+                                   panel.side.currentText(), panel.tool_obj())
+        ctx = self._context()
+
+        def work(progress=None, cancel=None):
+            from surgplan.planning import PlanningContext, propose
+
+            c = ctx or PlanningContext.build(anatomy, vol, progress=SubProgress(progress, 0, 0.85),
+                                             cancel=cancel)
+            check(cancel)
+            if progress:
+                progress(0.9, f"proposing {proc} {level} {side}")
+            return c, propose(c, proc, level, side, tool=tool, count=3)
+
+        def done(result):
+            c, props = result
+            self._ctx, self._ctx_for = c, anatomy
+            self._proposals = list(props)
+            self.plan_panel.show_proposals(props)
+            if props:
+                t = props[0].trajectory
+                self._add_trajectory(t, f"propose {t.name}")
+                self.set_cursor(np.asarray(t.target_lps))
+
+        return self.run_job("Proposing", work, done)
+
+    def propose_default_plan(self) -> bool:
+        """The screenshot's plan: teld L4-L5 left when the anatomy has that level."""
+        anatomy = self.session.state.anatomy
+        if anatomy is None or not {"L4", "L5"} <= set(anatomy.names):
+            return False
+        self.plan_panel.choose("teld", "L4-L5", "left")
+        return self.propose_plan() is not None
+
+    def _add_trajectory(self, trajectory, description: str):
+        from surgplan.planning import CaseReference, Plan
+
+        plan = self.session.state.plan or Plan(CaseReference.from_volume(self.session.case.volume))
+        new = plan.with_trajectory(trajectory)
+        idx = [t.name for t in new.trajectories].index(trajectory.name)
+        self.session.apply(description, plan=new, selected=idx)
+
+    def _add_proposal(self, index: int):
+        import dataclasses
+
+        if 0 <= index < len(self._proposals):
+            t = self._proposals[index].trajectory
+            alt = dataclasses.replace(t, name=f"{t.name} #{index + 1}") if index else t
+            self._add_trajectory(alt, f"add {alt.name}")
+
+    def remove_trajectory(self, index: int):
+        plan = self.session.state.plan
+        if plan is None or not 0 <= index < len(plan.trajectories):
+            return
+        name = plan.trajectories[index].name
+        new = plan.without(name)
+        self.session.apply(f"remove {name}", plan=new,
+                           selected=min(index, len(new.trajectories) - 1))
+
+    def session_select(self, index: int):
+        if index != self.session.state.selected:
+            self.session.select(index)
+
+    def selected_trajectory(self):
+        plan, i = self.session.state.plan, self.session.state.selected
+        if plan is None or not 0 <= i < len(plan.trajectories):
+            return None
+        return plan.trajectories[i]
+
+    def _glyphs(self, override=None):
+        plan = self.session.state.plan
+        if plan is None:
+            return []
+        out = []
+        for i, t in enumerate(plan.trajectories):
+            if override and i in override:
+                t = override[i]
+            sel = i == self.session.state.selected
+            out.append(ToolGlyph(t.entry_lps, t.target_lps, t.tool.diameter_mm,
+                                 colour=TOOL_RGB if sel else (150, 160, 190), label=t.name,
+                                 selected=sel))
+        return out
+
+    def _show_tools(self, override=None):
+        glyphs = self._glyphs(override)
+        for v in self.views:
+            v.scene.set_tools(glyphs)
+        self.view3d.scene.set_tools(glyphs)
+
+    def _show_plan(self):
+        plan = self.session.state.plan
+        self.plan_panel.show_plan(plan, self.session.state.selected)
+        self._show_tools()
+        t = self.selected_trajectory()
+        ctx = self._context()
+        if t is None:
+            self._metrics = None
+        elif ctx is not None:
+            from surgplan.planning import evaluate
+
+            self._metrics = evaluate(ctx, t)
+        else:
+            self._metrics = None
+            if self.session.state.anatomy is not None:
+                # The anatomy changed (edited, undone, opened): the risk engine
+                # works on the new one once its distance fields are ready.
+                QTimer.singleShot(0, self._build_context)
+        self.plan_panel.show_metrics(self._metrics)
+        self.render_all()
+
+    def _dragged_trajectory(self, view, index, which, p_lps):
+        plan = self.session.state.plan
+        if plan is None or not 0 <= index < len(plan.trajectories):
+            return None
+        t = plan.trajectories[index]
+        orig = np.asarray(t.entry_lps if which == "entry" else t.target_lps)
+        p = np.asarray(p_lps, float)
+        if isinstance(view, SliceView):
+            # Move within the plane parallel to the view through the handle: the
+            # handle keeps its depth, so an entry off this slice is not pulled onto it.
+            n = view.scene.n
+            p = p + n * float((orig - p) @ n)
+        try:
+            return t.with_entry(p) if which == "entry" else t.with_target(p)
+        except ValueError:
+            return None  # entry and target would coincide: ignore this position
+
+    def _handle_moved(self, index, which, p_lps):
+        import time
+
+        t0 = time.perf_counter()
+        new = self._dragged_trajectory(self.sender(), index, which, p_lps)
+        if new is None:
+            return
+        self._dragging = (index, new)
+        ctx = self._context()
+        if ctx is not None:
+            from surgplan.planning import evaluate
+
+            self._metrics = evaluate(ctx, new)
+            self.plan_panel.show_metrics(self._metrics)
+        self._show_tools({index: new})
+        self.render_all()
+        self.last_update_ms = (time.perf_counter() - t0) * 1000.0
+
+    def _handle_released(self, index, which, p_lps):
+        new = self._dragged_trajectory(self.sender(), index, which, p_lps)
+        self._dragging = None
+        if new is None:
+            self._show_plan()
+            return
+        plan = self.session.state.plan
+        if new != plan.trajectories[index]:
+            self.session.apply(f"move {which} of {new.name}", plan=plan.with_trajectory(new))
+
+    def show_risk_map(self, on: bool = True):
+        """Colour the skin by the best achievable risk of an entry there (selected target)."""
+        if not on:
+            self.view3d.scene.set_scalar_surface(None, None, 0, 1)
+            self.view3d.render()
+            return None
+        ctx, t = self._context(), self.selected_trajectory()
+        if ctx is None or t is None or ctx.outline is None:
+            self.plan_panel.risk_map.setChecked(False)
+            self.status_text.setText("The entry risk map needs a trajectory (Propose first).")
+            return None
+        cached = self._skin_mesh if self._skin_mesh and self._skin_mesh[0] is ctx else None
+
+        def work(progress=None, cancel=None):
+            from surgplan.imaging.meshes import mesh_from_mask
+            from surgplan.planning import entry_risk_map
+
+            if progress:
+                progress(0.0, "skin surface")
+            mesh = cached[1] if cached else mesh_from_mask(ctx.outline, ctx.anatomy.ijk_to_lps,
+                                                           "skin", max_triangles=40_000)
+            if progress:
+                progress(0.3, "risk of every entry")
+            risk = entry_risk_map(ctx, t.procedure, t.target_lps, mesh.vertices_lps,
+                                  level=t.level, side=t.side, tool=t.tool)
+            return mesh, risk
+
+        def done(result):
+            mesh, risk = result
+            self._skin_mesh = (ctx, mesh)
+            self.view3d.scene.set_scalar_surface(mesh, risk, 0.0, 1.0, opacity=0.9)
+            self.view3d.render()
+
+        return self.run_job("Entry risk map", work, done)
+
+    # --- plan files ----------------------------------------------------------------------------
+    def save_plan_dialog(self):
+        f, _ = QFileDialog.getSaveFileName(self, "Save plan", "plan.surgplan",
+                                           "SurgPlan case (*.surgplan)")
+        if f:
+            self.save_case_file(f)
+
+    def save_case_file(self, path) -> Optional[Worker]:
+        """Save the plan and the (edited) segmentation as one ``.surgplan`` file."""
+        from surgplan.ui.case_files import save_case
+
+        st, case = self.session.state, self.session.case
+        vol = case.volume
+        plan, anatomy = st.plan, st.anatomy
+
+        def done(p):
+            self.session.dirty = False
+            self._add_recent_plan(str(p))
+
+        return self.run_job("Saving the plan", lambda **kw: save_case(
+            path, plan, anatomy, vol, source=case.source, selected=st.selected, **kw), done)
+
+    def _add_recent_plan(self, path: str):
+        self.settings.setValue("lastPlan", path)
+
+    def open_plan_dialog(self):
+        f, _ = QFileDialog.getOpenFileName(self, "Open plan", self.settings.value("lastPlan", ""),
+                                           "SurgPlan case (*.surgplan);;All files (*)")
+        if f:
+            self.open_case_file(f)
+
+    def open_case_file(self, path) -> Optional[Worker]:
+        """Open a ``.surgplan`` file on the open study, or open its study first."""
+        from surgplan.ui.case_files import load_case, read_manifest
+
+        try:
+            manifest = read_manifest(path)
+        except Exception as exc:
+            self.report_error("Opening the plan failed", exc)
+            return None
+        case = self.session.case
+        uid = manifest.get("series_uid", "")
+        match = next((u for u, v in case.volumes.items()
+                      if not uid or v.metadata.series_instance_uid == uid), None)
+        if match is None:
+            source = manifest.get("source", "")
+            if source and Path(source).exists():
+                def opened(title, ok):
+                    self.jobFinished.disconnect(opened)
+                    if ok:
+                        QTimer.singleShot(0, lambda: self.open_case_file(path))
+
+                self.jobFinished.connect(opened)
+                return self.open_path(source)
+            from surgplan.core.errors import PlanFileError
+
+            self.report_error("Opening the plan failed", PlanFileError(
+                f"{path}: its study ({source or 'unknown'}, series {uid or '?'}) is not open and "
+                "was not found; open the study first, then the plan."))
+            return None
+        if match != case.current_uid:
+            self.session.select_series(match)
+        vol = case.volumes[match]
+
+        def done(result):
+            manifest, plan, anatomy = result
+            self._mesh_cache = {}
+            self._prev_anatomy = None
+            self.session.apply(f"open {Path(path).name}", anatomy=anatomy, plan=plan,
+                               selected=int(manifest.get("selected", -1)))
+            self.session.dirty = False
+
+        return self.run_job("Opening the plan", lambda **kw: load_case(path, vol), done)
 
     # --- screenshots ------------------------------------------------------------------------------
     def screenshot(self):
@@ -843,6 +1203,7 @@ class MainWindow(QMainWindow):
 
     # --- closing ---------------------------------------------------------------------------------
     def closeEvent(self, ev):
+        self._queue.clear()
         if self.worker is not None:
             self.worker.cancel()
             self.worker.wait()

@@ -75,6 +75,7 @@ class StudyPanel(QWidget):
         self.list.setObjectName("seriesList")
         self.list.setIconSize(QSize(THUMB_PX, THUMB_PX))
         self.list.setWordWrap(True)
+        self.list.setMinimumWidth(120)
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.itemActivated.connect(self._activated)
         self.list.itemClicked.connect(self._activated)

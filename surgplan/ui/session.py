@@ -103,6 +103,11 @@ class Session:
             self.meshes = {}
         self._notify("anatomy" if "anatomy" in changes else "plan")
 
+    def select(self, index: int) -> None:
+        """Choose the trajectory being edited (a view change, not an undo step)."""
+        self.state = replace(self.state, selected=int(index))
+        self._notify("plan")
+
     def set_meshes(self, meshes: dict) -> None:
         """Store surfaces computed for the current anatomy (derived, not undoable)."""
         self.meshes = dict(meshes)

@@ -37,7 +37,7 @@ def _qt_pos(view, p_lps) -> QPoint:
     return _device_pixel(view, p_lps)[1]
 
 
-def test_open_segment_and_edit_the_phantom(qtbot, window, phantom_ct_dir):
+def test_whole_workflow_open_segment_edit_plan_save_reopen(qtbot, window, phantom_ct_dir, tmp_path):
     win = window
     assert open_and_wait(qtbot, win, phantom_ct_dir)
     vol = win.session.case.volume
@@ -88,6 +88,63 @@ def test_open_segment_and_edit_the_phantom(qtbot, window, phantom_ct_dir):
     win.act_redo.trigger()
     assert free in win.structures.names()
     win.act_undo.trigger()
+    _plan_drag_undo_save_reopen(qtbot, win, tmp_path)
+
+
+def _plan_drag_undo_save_reopen(qtbot, win, tmp_path):
+    """Propose teld L4-L5 left, drag the entry in a slice, undo, save, reopen."""
+    from surgplan.render.glyphs import TARGET_RGB
+
+    win.plan_panel.choose("teld", "L4-L5", "left")
+    with qtbot.waitSignal(win.jobFinished, timeout=60_000) as blocker:
+        qtbot.mouseClick(win.plan_panel.propose_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["Proposing", True]
+    plan = win.session.state.plan
+    (traj,) = plan.trajectories
+    assert (traj.procedure, traj.level, traj.side) == ("teld", "L4-L5", "left")
+    assert win.plan_panel.trajectories.count() == 1
+    assert win.plan_panel.category.text().split()[0].lower() in (
+        "low", "moderate", "high", "infeasible")
+    rows = win.plan_panel.table.rowCount()
+    assert rows > 3
+    # The tool is drawn: the target handle (orange) at the target in the axial view.
+    axial = win.views[0]
+    (row, col), _ = _device_pixel(axial, np.asarray(traj.target_lps))
+    px = axial.pixels()
+    got = px[row, col].astype(int)
+    assert np.abs(got - TARGET_RGB).max() < 40, got
+    # Drag the entry 25 px in the axial view: the risk panel follows while dragging.
+    before = win.plan_panel.summary.text()
+    start = _qt_pos(axial, np.asarray(traj.entry_lps))
+    qtbot.mousePress(axial, Qt.MouseButton.LeftButton, pos=start)
+    qtbot.mouseMove(axial, start + QPoint(-25, 20))
+    assert win.plan_panel.summary.text() != before  # live, before the release
+    assert win.session.state.plan is plan  # not an edit yet
+    qtbot.mouseRelease(axial, Qt.MouseButton.LeftButton, pos=start + QPoint(-25, 20))
+    moved = win.session.state.plan.trajectories[0]
+    assert moved.target_lps == traj.target_lps
+    shift = np.subtract(moved.entry_lps, traj.entry_lps)
+    assert np.linalg.norm(shift) > 5 and abs(shift[2]) < 1e-6  # in the axial plane
+    assert win.session.undo_text.startswith("move entry")
+    win.act_undo.trigger()
+    assert win.session.state.plan is plan
+    win.act_redo.trigger()
+    # Save, change, reopen: the same plan and anatomy come back.
+    path = tmp_path / "case.surgplan"
+    with qtbot.waitSignal(win.jobFinished, timeout=30_000) as blocker:
+        win.save_case_file(path)
+    assert blocker.args[1] and path.is_file()
+    saved_plan, saved_anatomy = win.session.state.plan, win.session.state.anatomy
+    win.remove_trajectory(0)
+    assert win.session.state.plan.trajectories == ()
+    with qtbot.waitSignal(win.jobFinished, timeout=30_000) as blocker:
+        win.open_case_file(path)
+    assert blocker.args == ["Opening the plan", True]
+    assert win.session.state.plan == saved_plan
+    reopened = win.session.state.anatomy
+    assert reopened.names == saved_anatomy.names
+    assert np.array_equal(reopened.vertebrae, saved_anatomy.vertebrae)
+    assert win.plan_panel.trajectories.count() == 1
 
 
 def test_navigation_window_level_and_paint_by_mouse(qtbot, window, phantom_ct_dir):

@@ -1,0 +1,274 @@
+"""The plan panel: procedure, level, side and tool; proposals; trajectories; the risk panel."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+#: Category → (background, text) colours of the risk banner.
+CATEGORY_COLOURS = {
+    "low": ("#2e9d4a", "#ffffff"),
+    "moderate": ("#e6a817", "#000000"),
+    "high": ("#d03030", "#ffffff"),
+    "infeasible": ("#6a0d1a", "#ffffff"),
+}
+
+
+def _fmt(v, unit="", digits=1) -> str:
+    return "—" if v is None else f"{v:.{digits}f}{unit}"
+
+
+class PlanPanel(QWidget):
+    """Choose and propose trajectories, list them, and show the selected one's risk.
+
+    Signals
+    -------
+    proposeRequested()
+    proposalChosen(int)
+        Index in the last proposals (added to the plan as an alternative).
+    trajectorySelected(int)
+    removeRequested(int)
+    riskMapToggled(bool)
+    """
+
+    proposeRequested = Signal()
+    proposalChosen = Signal(int)
+    trajectorySelected = Signal(int)
+    removeRequested = Signal(int)
+    riskMapToggled = Signal(bool)
+
+    def __init__(self, parent=None):
+        from surgplan.planning import PROCEDURES
+
+        super().__init__(parent)
+        self._filling = False
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        form = QFormLayout()
+        self.procedure = QComboBox()
+        self.procedure.setObjectName("procedureBox")
+        for key, proc in PROCEDURES.items():
+            self.procedure.addItem(f"{proc.title} ({key})", key)
+        self.level = QComboBox()
+        self.level.setObjectName("levelBox")
+        self.side = QComboBox()
+        self.side.setObjectName("sideBox")
+        self.side.addItems(["left", "right", "midline"])
+        self.tool = QComboBox()
+        self.tool.setObjectName("toolBox")
+        for box in (self.procedure, self.level, self.side, self.tool):
+            # Long procedure titles must not widen the panel at 1366 × 768.
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(10)
+        form.addRow("Procedure", self.procedure)
+        form.addRow("Level", self.level)
+        form.addRow("Side", self.side)
+        form.addRow("Tool", self.tool)
+        lay.addLayout(form)
+        self.procedure.currentIndexChanged.connect(self._procedure_changed)
+        self.propose_button = QPushButton("Propose")
+        self.propose_button.setObjectName("proposeButton")
+        self.propose_button.setToolTip("Find the lowest-risk trajectories (Ctrl+R)")
+        self.propose_button.clicked.connect(self.proposeRequested)
+        lay.addWidget(self.propose_button)
+        self.proposals = QListWidget()
+        self.proposals.setObjectName("proposalList")
+        self.proposals.setMaximumHeight(80)
+        self.proposals.setToolTip("Other proposals: double-click to add one to the plan")
+        self.proposals.itemDoubleClicked.connect(
+            lambda it: self.proposalChosen.emit(self.proposals.row(it)))
+        lay.addWidget(self.proposals)
+        lay.addWidget(QLabel("<b>Trajectories</b>"))
+        self.trajectories = QListWidget()
+        self.trajectories.setObjectName("trajectoryList")
+        self.trajectories.setMaximumHeight(90)
+        self.trajectories.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.trajectories.currentRowChanged.connect(self._row_changed)
+        lay.addWidget(self.trajectories)
+        row = QHBoxLayout()
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(
+            lambda: self.removeRequested.emit(self.trajectories.currentRow()))
+        self.risk_map = QCheckBox("Entry risk map on the skin")
+        self.risk_map.setObjectName("riskMapBox")
+        self.risk_map.toggled.connect(self.riskMapToggled)
+        row.addWidget(self.remove_button)
+        row.addWidget(self.risk_map, 1)
+        lay.addLayout(row)
+
+        self.category = QLabel("No trajectory")
+        self.category.setObjectName("riskCategory")
+        self.category.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        f = QFont(self.category.font())
+        f.setPointSizeF(f.pointSizeF() * 1.6)
+        f.setBold(True)
+        self.category.setFont(f)
+        self.category.setMinimumHeight(40)
+        lay.addWidget(self.category)
+        self.summary = QLabel("")
+        self.summary.setObjectName("riskSummary")
+        self.summary.setWordWrap(True)
+        lay.addWidget(self.summary)
+        self.table = QTableWidget(0, 4)
+        self.table.setObjectName("riskTable")
+        self.table.setHorizontalHeaderLabels(["Structure", "Clear. mm", "Contact", "Source"])
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in (1, 2, 3):
+            self.table.horizontalHeader().setSectionResizeMode(
+                c, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        lay.addWidget(self.table, 1)
+        self.reasons = QLabel("")
+        self.reasons.setObjectName("riskReasons")
+        self.reasons.setWordWrap(True)
+        lay.addWidget(self.reasons)
+        self._procedure_changed()
+
+    # --- choices -------------------------------------------------------------------------
+    def _procedure_changed(self):
+        from surgplan.planning import PROCEDURES
+
+        proc = PROCEDURES[self.procedure_key()]
+        self.tool.clear()
+        for t in proc.tools:
+            self.tool.addItem(f"{t.description or t.name} (⌀ {t.diameter_mm:g} mm)", t.name)
+        self._fill_levels()
+
+    def procedure_key(self) -> str:
+        return self.procedure.currentData()
+
+    def tool_obj(self):
+        from surgplan.planning import PROCEDURES
+
+        return PROCEDURES[self.procedure_key()].tool(self.tool.currentData())
+
+    def set_anatomy(self, anatomy) -> None:
+        """Offer the levels this anatomy has."""
+        self._verts = list(anatomy.vertebra_names) if anatomy is not None else []
+        self._fill_levels()
+
+    def _fill_levels(self):
+        from surgplan.planning import PROCEDURES
+
+        verts = getattr(self, "_verts", [])
+        keep = self.level.currentText()
+        self.level.clear()
+        if PROCEDURES[self.procedure_key()].level_kind == "vertebra":
+            levels = [v for v in verts if v != "S1"] + (["S1"] if "S1" in verts else [])
+        else:
+            levels = [f"{a}-{b}" for a, b in zip(verts, verts[1:])]
+        self.level.addItems(levels)
+        if keep in levels:
+            self.level.setCurrentText(keep)
+        elif "L4-L5" in levels:
+            self.level.setCurrentText("L4-L5")
+        elif "L4" in levels:
+            self.level.setCurrentText("L4")
+
+    def choose(self, procedure: str, level: str, side: str, tool: Optional[str] = None) -> None:
+        """Set the four choices (as a user would)."""
+        idx = self.procedure.findData(procedure)
+        if idx < 0:
+            raise KeyError(f"unknown procedure {procedure!r}")
+        self.procedure.setCurrentIndex(idx)
+        if self.level.findText(level) < 0:
+            raise KeyError(f"level {level} is not in this anatomy")
+        self.level.setCurrentText(level)
+        self.side.setCurrentText(side)
+        if tool is not None:
+            self.tool.setCurrentIndex(self.tool.findData(tool))
+
+    # --- plan --------------------------------------------------------------------------------
+    def show_proposals(self, metrics_list) -> None:
+        self.proposals.clear()
+        for n, m in enumerate(metrics_list, start=1):
+            it = QListWidgetItem(f"{n}. {m.risk.category} · {m.length_mm:.0f} mm · "
+                                 f"score {m.risk.score:.2f}")
+            bg, fg = CATEGORY_COLOURS.get(m.risk.category, ("#888888", "#000000"))
+            it.setForeground(QColor(bg))
+            self.proposals.addItem(it)
+
+    def show_plan(self, plan, selected: int) -> None:
+        self._filling = True
+        self.trajectories.clear()
+        if plan is not None:
+            for t in plan.trajectories:
+                self.trajectories.addItem(f"{t.name} — {t.tool.name}")
+            if 0 <= selected < self.trajectories.count():
+                self.trajectories.setCurrentRow(selected)
+        self.remove_button.setEnabled(self.trajectories.count() > 0)
+        self._filling = False
+
+    def _row_changed(self, row: int):
+        if not self._filling and row >= 0:
+            self.trajectorySelected.emit(row)
+
+    def show_metrics(self, m) -> None:
+        """The risk panel for one trajectory's :class:`TrajectoryMetrics` (``None`` clears)."""
+        if m is None:
+            self.category.setText("No trajectory")
+            self.category.setStyleSheet("")
+            self.summary.setText("")
+            self.reasons.setText("")
+            self.table.setRowCount(0)
+            return
+        cat = m.risk.category
+        bg, fg = CATEGORY_COLOURS.get(cat, ("#888888", "#000000"))
+        self.category.setText(f"{cat.upper()} risk" if cat != "infeasible" else "INFEASIBLE")
+        self.category.setStyleSheet(f"background:{bg}; color:{fg}; border-radius:4px;")
+        bone = sum(m.bone_removed_ml.values()) if m.bone_removed_ml else 0.0
+        lines = [f"Length {m.length_mm:.0f} mm"
+                 + ("" if m.reaches else " — <b>longer than the tool</b>")
+                 + f" · {m.midline_distance_mm:.0f} mm from the midline",
+                 f"Bone to remove {bone:.2f} ml"]
+        if m.kambin is not None:
+            k = m.kambin
+            lines.append(f"Kambin: inscribed ⌀ {k.triangle.inscribed_diameter_mm:.1f} mm for a "
+                         f"{k.tool_diameter_mm:g} mm tool — "
+                         + ("<b style='color:#2e9d4a'>fits</b>" if k.fits
+                            else "<b style='color:#d03030'>does not fit</b>"))
+        elif m.kambin_note:
+            lines.append(m.kambin_note)
+        if m.pedicle is not None:
+            p = m.pedicle
+            lines.append(f"Pedicle {p.vertebra} {p.side}: isthmus {p.isthmus_width_mm:.1f} mm, "
+                         f"screw {p.screw_diameter_mm:g} mm, breach {p.breach_mm:.1f} mm "
+                         f"(grade {p.grade})")
+        self.summary.setText("<br>".join(lines))
+        rows = sorted(m.structures, key=lambda s: (not s.assessed, s.clearance_mm
+                                                   if s.clearance_mm is not None else 1e9))
+        self.table.setRowCount(len(rows))
+        for r, s in enumerate(rows):
+            contact = ("—" if s.contact_probability is None
+                       else f"{100 * s.contact_probability:.1f} %")
+            vals = [s.name, _fmt(s.clearance_mm), contact,
+                    (s.provenance or "not assessed") if s.assessed else "not assessed"]
+            for c, v in enumerate(vals):
+                it = QTableWidgetItem(v)
+                if s.note:
+                    it.setToolTip(s.note)
+                if s.assessed and s.clearance_mm is not None and s.clearance_mm < s.margin_mm:
+                    it.setForeground(QColor("#d03030"))
+                elif not s.assessed:
+                    it.setForeground(QColor("#888888"))
+                self.table.setItem(r, c, it)
+        self.reasons.setText("\n".join("• " + r for r in m.risk.reasons[:5]))
