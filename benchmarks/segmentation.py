@@ -325,6 +325,121 @@ def main_surroundings(names=None) -> None:
             print(f"   finding: {f}")
 
 
+# --- MRI: vertebral bodies on T2 (segment_mr) -------------------------------------------------
+#: Label ids of the manual body masks in anatomical order (README of mri-lumbar-sagittal).
+MRI_LEVELS = {
+    "VB2_02": {7: "T11", 6: "T12", 5: "L1", 4: "L2", 3: "L3", 1: "L4", 2: "L5"},
+    "VB3_01": {1: "L1", 2: "L2", 3: "L3", 4: "L4", 5: "L5"},
+}
+MRI_CASES = ("real MR VB2_02", "real MR VB3_01", "phantom MR 1.6 mm", "phantom MR 1 mm")
+
+
+def case_mri(name: str):
+    """``(Volume, reference label array, {label value: level}, note)`` of an MRI case.
+
+    A label map one empty slice larger than its image (VB2_02: 77 against 76
+    sagittal slices) is cropped by that slice, and the note says so.
+    """
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    if name.startswith("phantom"):
+        from surgplan.imaging.phantom import PhantomSpec, make_phantom, mr_volume
+        from surgplan.imaging.phantom_truth import truth_anatomy
+
+        sp = 1.6 if "1.6" in name else 1.0
+        case = make_phantom(PhantomSpec(spacing_mm=(sp, sp, sp), seed=7))
+        truth = truth_anatomy(case)
+        ref = np.zeros(case.ct.array.shape, np.uint8)
+        levels = {}
+        for value, level in enumerate(truth.vertebra_names, start=1):
+            ref[truth.part_mask("body", level)] = value
+            levels[value] = level
+        return mr_volume(case), ref, levels, "reference: the phantom's exact vertebral bodies"
+    from surgplan.imaging.volume_files import read_volume_file
+
+    case = name.split()[-1]
+    d = DATA / "mri-lumbar-sagittal"
+    vol = read_volume_file(d / f"{case}_img.nii.gz")
+    vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality="MR"))
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(d / f"{case}_label.nii.gz")))
+    note = "reference: manual body masks"
+    if ref.shape != vol.array.shape:
+        axis = int(np.argmax(np.array(ref.shape) - np.array(vol.array.shape)))
+        if ref.take(-1, axis=axis).any():
+            raise ValueError(f"{case}: label map {ref.shape} does not fit image {vol.array.shape}")
+        note += (f"; the label map has {ref.shape[axis]} slices along array axis {axis}, the "
+                 f"image {vol.array.shape[axis]}: the last (empty) slice was cropped")
+        ref = np.delete(ref, -1, axis=axis)
+    return vol, ref, MRI_LEVELS[case], note
+
+
+def run_mri(name: str, q) -> None:
+    from surgplan.imaging.segment.mr import segment_mr
+
+    vol, ref, levels, note = case_mri(name)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    a = segment_mr(vol)
+    dt = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    aff = vol.ijk_to_lps
+    rows = []
+    for value, level in levels.items():
+        r = ref == value
+        # match by overlap: our body that covers most of the reference body
+        counts = np.bincount(a.vertebrae[r], minlength=len(a.vertebra_names) + 1)
+        counts[0] = 0
+        if not counts.any():
+            rows.append((level, "-", float("nan"), float("nan")))
+            continue
+        label = int(np.argmax(counts))
+        ours = next(s for s in a.items if s.map == "vertebrae" and s.label == label)
+        m = a.vertebrae == label
+        dice = 2 * np.count_nonzero(m & r) / (np.count_nonzero(m) + np.count_nonzero(r))
+        rc = aff[:3, :3] @ np.argwhere(r).mean(0)[::-1] + aff[:3, 3]
+        err = float(np.linalg.norm(ours.centroid_lps - rc))
+        rows.append((level, ours.name + ("?" if ours.provisional else ""), dice, err))
+    q.put({"name": name, "shape": vol.array.shape, "spacing": vol.spacing_mm.tolist(),
+           "time_s": dt, "rss_mb": rss / 1024.0, "rows": rows, "note": note,
+           "names": list(a.names), "findings": list(a.findings)})
+
+
+def main_mri(names=None) -> None:
+    """Vertebral-body Dice (matched by overlap), names and time of segment_mr per case."""
+    ctx = mp.get_context("spawn")
+    for name in names or MRI_CASES:
+        if name.startswith("real") and not (DATA / "mri-lumbar-sagittal").is_dir():
+            print(f"\n== MRI {name}: skipped, no data at {DATA}")
+            continue
+        q = ctx.Queue()
+        p = ctx.Process(target=run_mri, args=(name, q))
+        p.start()
+        try:
+            res = q.get(timeout=1800)
+        except Exception as exc:
+            print(f"\n== MRI {name}: failed ({exc!r}); exit code {p.exitcode}")
+            p.join()
+            continue
+        p.join()
+        print(f"\n== MRI {res['name']}  shape {res['shape']} (k, j, i), spacing "
+              f"{np.round(res['spacing'], 2).tolist()} mm")
+        print(f"   segment_mr: {res['time_s']:.1f} s, peak RSS {res['rss_mb']:.0f} MB; "
+              f"{res['note']}")
+        print(f"   {'reference':10} {'ours':>6} {'Dice':>6} {'centroid mm':>11}")
+        for level, ours, dice, err in res["rows"]:
+            print(f"   {level:10} {ours:>6} {dice:6.3f} {err:11.1f}")
+        dices = [r[2] for r in res["rows"] if np.isfinite(r[2])]
+        named = sum(r[0] == r[1].rstrip("?") for r in res["rows"])
+        print(f"   mean body Dice {np.mean(dices) if dices else float('nan'):.3f} over "
+              f"{len(dices)}/{len(res['rows'])} bodies; named as the reference: "
+              f"{named}/{len(res['rows'])}")
+        print(f"   structures: {', '.join(res['names'])}")
+        for f in res["findings"]:
+            print(f"   finding: {f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-phantom", action="store_true")
@@ -333,7 +448,12 @@ def main(argv=None) -> int:
                     help="vertebral parts, dural sac and root figures on the phantom")
     ap.add_argument("--surroundings", choices=("also", "only", "no"), default="also",
                     help="skin, ilium, psoas, vessels, kidneys and bowel figures")
+    ap.add_argument("--mri", choices=("also", "only", "no"), default="also",
+                    help="vertebral bodies on T2 MR (real sagittal scans and the phantom)")
     args = ap.parse_args(argv)
+    if args.mri == "only":
+        main_mri()
+        return 0
     if args.surroundings == "only":
         main_surroundings()
         return 0
@@ -372,6 +492,8 @@ def main(argv=None) -> int:
         main_parts_neural()
     if args.surroundings == "also":
         main_surroundings()
+    if args.mri == "also":
+        main_mri()
     return 0
 
 
