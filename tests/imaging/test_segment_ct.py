@@ -1,4 +1,5 @@
-"""segment_ct on synthetic inputs (no spine, MR intensities, cancellation) and the real CT."""
+"""segment_ct on synthetic inputs (no spine, MR intensities, cancellation), the phantom
+(accuracy against its exact labels, naming with transitional anatomy) and the real CT."""
 
 import json
 
@@ -79,26 +80,25 @@ def real_anatomy(real_ct):
 
 
 @pytest.mark.realdata
-def test_real_ct_lumbar_dice_and_names(real_ct, real_anatomy):
-    _, ref, d = real_ct
+def test_real_ct_lumbar_dice_target(real_ct, real_anatomy):
+    """Issue 3's target: Dice ≥ 0.85 against the reference for each of L1–L5, names right."""
+    vol, ref, _ = real_ct
     a = real_anatomy
+    aff = vol.ijk_to_lps
     for name in ("L1", "L2", "L3", "L4", "L5"):
-        # measured floor of this stage (L1–L4 ≈ 0.81–0.85, L5 ≈ 0.71); the
-        # 0.85 target is the xfail test below
-        assert _dice(a, ref, name) >= (0.68 if name == "L5" else 0.78), name
+        assert _dice(a, ref, name) >= 0.85, name
+        # the reference vertebra that our label of this name covers most is this one
+        covered = np.bincount(ref[a.mask(name)], minlength=40)
+        covered[0] = 0
+        assert int(np.argmax(covered)) == REF_IDS[name], name
+        r = np.argwhere(ref == REF_IDS[name]).mean(0)[::-1] @ aff[:3, :3].T + aff[:3, 3]
+        assert np.linalg.norm(a.structure(name).centroid_lps - r) <= 4.0, name
+    # T12's ribs are in view and the sacrum is there: the count is confirmed
+    assert not any(a.structure(n).provisional for n in a.vertebra_names), a.findings
     assert "S1" in a.vertebra_names
     assert "spinal canal" in a.names and "disc L4-L5" in a.names
     s = a.structure("L4")
     assert s.frame is not None and s.frame.si[2] > 0.8 and s.frame.ap[1] > 0.5
-
-
-@pytest.mark.realdata
-@pytest.mark.xfail(
-    reason="target Dice 0.85 per level not yet reached (L1, L4, L5 below)", strict=True
-)
-def test_real_ct_lumbar_dice_target(real_ct, real_anatomy):
-    for name in ("L1", "L2", "L3", "L4", "L5"):
-        assert _dice(real_anatomy, real_ct[1], name) >= 0.85, name
 
 
 def _dice(a, ref, name):
@@ -125,3 +125,75 @@ def _shift_k(k):
     t = np.eye(4)
     t[2, 3] = k
     return t
+
+
+# --- phantom: exact ground truth ------------------------------------------------------------
+VERTEBRAE = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
+
+
+@pytest.fixture(scope="module")
+def phantom_anatomy(small_phantom):
+    return segment_ct(small_phantom.ct)
+
+
+def _truth_of(case, anatomy, name):
+    """The phantom's name for the structure our ``name`` covers most."""
+    counts = np.bincount(case.labels[anatomy.mask(name)].ravel())
+    counts[0] = 0
+    return case.label_names[int(np.argmax(counts))]
+
+
+def _phantom_dice(case, anatomy, name):
+    m = anatomy.mask(name)
+    r = case.labels == case.label_value(name)
+    return 2 * np.count_nonzero(m & r) / (np.count_nonzero(m) + np.count_nonzero(r))
+
+
+def test_phantom_vertebrae_are_whole_and_named_right(small_phantom, phantom_anatomy):
+    """Every vertebra of the 1.6 mm phantom, its arch included, with its right name.
+
+    Floors are this grid's measured figures less a margin (T12 ≈ 0.87: the rib
+    necks; S1 ≈ 0.88: the lower sacrum); benchmarks/segmentation.py prints the
+    full-resolution figures against the 0.93 target.
+    """
+    case, a = small_phantom, phantom_anatomy
+    assert a.vertebra_names == VERTEBRAE
+    aff = case.ct.ijk_to_lps
+    for name in VERTEBRAE:
+        assert _truth_of(case, a, name) == name
+        assert not a.structure(name).provisional, a.findings
+        floor = 0.84 if name in ("T12", "S1", "L5") else 0.9
+        assert _phantom_dice(case, a, name) >= floor, name
+        r = np.argwhere(case.labels == case.label_value(name)).mean(0)[::-1] @ aff[:3, :3].T + aff[:3, 3]
+        assert np.linalg.norm(a.structure(name).centroid_lps - r) <= 3.5, name
+    assert any("T12" in f and "agrees" in f for f in a.findings)
+
+
+def test_phantom_discs_between_the_right_vertebrae(small_phantom, phantom_anatomy):
+    case, a = small_phantom, phantom_anatomy
+    for upper, lower in zip(VERTEBRAE[:-1], VERTEBRAE[1:]):
+        name = f"disc {upper}-{lower}"
+        assert _phantom_dice(case, a, name) >= 0.75, name
+
+
+@pytest.mark.parametrize("spec, expect", [
+    (dict(lumbar_count=6), "six lumbar"),
+    (dict(ribs=False), "no rib-bearing vertebra"),
+    (dict(fov_z_mm=(20.0, 240.0)), "sacrum is out of view"),
+], ids=["six-lumbar", "no-ribs", "sacrum-cropped"])
+def test_transitional_or_cut_spine_is_flagged_not_guessed(spec, expect):
+    """Six lumbar vertebrae, no T12 ribs, or no sacrum in view: names provisional, said why."""
+    from surgplan.imaging.phantom import PhantomSpec, make_phantom
+
+    case = make_phantom(PhantomSpec(spacing_mm=(2.0, 2.0, 2.0), **spec))
+    a = segment_ct(case.ct)
+    assert a.vertebra_names, a.findings
+    assert all(a.structure(n).provisional for n in a.vertebra_names)
+    assert any(expect in f for f in a.findings), a.findings
+    # provisional, but still the count a surgeon would make from the anchors seen
+    for name in a.vertebra_names:
+        assert _truth_of(case, a, name) == name
+    if "fov_z_mm" in spec:
+        assert "S1" not in a.vertebra_names
+    if spec.get("lumbar_count") == 6:
+        assert "L6" in a.vertebra_names

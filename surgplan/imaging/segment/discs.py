@@ -10,6 +10,7 @@ discs such as L5–S1 are far from perpendicular to the curve).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,11 @@ class DiscPlane:
         Arc length of the dip along the curve (mm).
     depth_hu : float
         Prominence of the dip (HU): how clearly the disc shows.
+    endplate_hu : float
+        CT number halfway between the disc and the bone beside it (HU).
+    thickness_mm : float
+        Height of the disc at its centre (mm): the width of the dip where the
+        profile along the curve is darker than ``endplate_hu``.
     """
 
     point_lps: np.ndarray
@@ -41,6 +47,7 @@ class DiscPlane:
     s_mm: float
     depth_hu: float
     endplate_hu: float = 100.0
+    thickness_mm: float = 8.0
 
     def signed_mm(self, pts_lps: np.ndarray) -> np.ndarray:
         """Signed distance (mm) of points above (+) / below (−) the plane."""
@@ -61,8 +68,10 @@ def column_profile(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve, radius_m
            + b[None, :, None] * curve.v[:, None, :])
     idx = grid.lps_to_index(pts).reshape(-1, 3).T
     vals = ndi.map_coordinates(hu_s, idx, order=1, cval=np.nan).reshape(pts.shape[:2])
-    with np.errstate(invalid="ignore"):
-        prof = np.nanmean(np.where(np.isnan(vals), np.nan, vals), axis=1)
+    with warnings.catch_warnings():
+        # points whose whole disc lies outside the grid stay NaN, said by the caller
+        warnings.simplefilter("ignore", RuntimeWarning)
+        prof = np.nanmean(vals, axis=1)
     return prof
 
 
@@ -73,14 +82,16 @@ MIN_DISC_HU = 20.0
 MIN_DISC_SPACING_MM = 24.0
 
 
-def disc_score(prof: np.ndarray, step_mm: float, reach_mm: float = 5.0) -> np.ndarray:
+def disc_score(prof: np.ndarray, step_mm: float, reach_mm: float = 10.0) -> np.ndarray:
     """Disc evidence per curve point: the darker side's endplate rise (HU).
 
     A disc is 8–18 mm thick and lies between two bright endplates, so within
-    ≈ 5 mm on both sides the profile climbs steeply.  The middle of a body is
-    also a local minimum (cancellous bone between denser endplates) but the
-    body is 25–30 mm high: within 5 mm it barely climbs.  Taking the *lower* of
-    the two sides' maxima rejects one-sided edges (the ends of the column).
+    ≈ 10 mm on both sides of its middle the profile climbs steeply (a reach of
+    only 5 mm misses the endplates of a 14 mm disc).  The middle of a body is
+    also a local minimum (cancellous bone between denser endplates), but its
+    rise is smaller and it lies 12–15 mm from the discs, which then win the
+    :data:`MIN_DISC_SPACING_MM` contest.  Taking the *lower* of the two sides'
+    maxima rejects one-sided edges (the ends of the column).
     """
     n = len(prof)
     k = max(1, int(round(reach_mm / step_mm)))
@@ -138,5 +149,20 @@ def find_disc_planes(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve) -> lis
         sides = np.concatenate([p[max(pk - 2 * k, 0): max(pk - k, 0)], p[pk + k: pk + 2 * k]])
         bone_level = float(np.median(sides)) if len(sides) else p[pk] + 40.0
         endplate = float(np.clip(0.5 * (p[pk] + bone_level), 90.0, 140.0))
-        planes.append(DiscPlane(best[1], best[2], float(pk * curve.step_mm), float(prom), endplate))
+        planes.append(DiscPlane(best[1], best[2], float(pk * curve.step_mm), float(prom), endplate,
+                                _dip_width_mm(p, pk, endplate, curve.step_mm)))
     return planes
+
+
+def _dip_width_mm(prof: np.ndarray, k: int, level_hu: float, step_mm: float) -> float:
+    """Width (mm) of the run of ``prof`` below ``level_hu`` around index ``k``.
+
+    Clipped to 4–20 mm: thinner is a degenerate disc whose bony rims touch at
+    this resolution, thicker is the profile leaving the column, not a disc.
+    """
+    lo = hi = k
+    while lo > 0 and prof[lo - 1] < level_hu:
+        lo -= 1
+    while hi + 1 < len(prof) and prof[hi + 1] < level_hu:
+        hi += 1
+    return float(np.clip((hi - lo + 1) * step_mm, 4.0, 20.0))

@@ -11,8 +11,10 @@ the ribs check the count.  Every disagreement is said, never silently resolved.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from surgplan.imaging.structures import VERTEBRA_ORDER
 
@@ -56,8 +58,83 @@ def lateral_bone_ml(bone: np.ndarray, pts: np.ndarray, seg, lateral_mm: float,
     return float(np.count_nonzero(bone & m)) * voxel_ml
 
 
+#: Bone for the rib search (HU, smoothed).
+RIB_HU = 180.0
+#: A rib is a thin bone: the part of it beside the spine in view holds less than this (ml).
+RIB_MAX_ML = 60.0
+#: Contact with a vertebra: bone within this distance (mm) of its label.
+RIB_CONTACT_MM = 4.5
+
+
+def rib_bearing_segments(hu_s: np.ndarray, body: np.ndarray, vert: np.ndarray, pts: np.ndarray,
+                         segs: list, spacing_mm: float) -> tuple:
+    """Segments (0-based, caudal → cranial) that carry a rib, from the ribs' heads.
+
+    Parameters
+    ----------
+    hu_s : numpy.ndarray
+        Smoothed CT (HU) on the working grid ``(z, y, x)``.
+    body : numpy.ndarray of bool
+        The body outline on the same grid.
+    vert : numpy.ndarray
+        Vertebra labels on the same grid (1-based segment index, 0 elsewhere).
+    pts : numpy.ndarray
+        LPS mm of the grid's voxels, ``(n, 3)`` in ravel order.
+    segs : list of Segment
+        Caudal → cranial.
+    spacing_mm : float
+        Voxel edge of the grid (mm).
+
+    Notes
+    -----
+    The twelfth rib slopes down and out: far from the midline it lies at the
+    level of L1 or L2, so "bone far lateral at a vertebra's level" names the
+    wrong vertebra, and an enhancing kidney or the liver's contrast-filled
+    vessels pass that test too.  A rib is instead a bone outside the vertebra
+    labels that (1) touches a vertebra behind the front of its body (the head at
+    the costovertebral joint, the tubercle at the transverse process), (2)
+    reaches more than :data:`RIB_LATERAL_MM` from that vertebra's axis, and (3)
+    is thin (< :data:`RIB_MAX_ML` in view; an ilium is far larger).  It belongs to
+    the vertebra it touches most.
+    """
+    if not segs or not vert.any():
+        return ()
+    # Ribs are cortical bone; at ≥ 180 HU the contrast-enhanced liver, kidneys
+    # and muscle stay out, which at 120 HU join everything into one component.
+    free = (hu_s >= RIB_HU) & body & (vert == 0)
+    comp, n = ndi.label(free, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return ()
+    r = max(1, int(round(RIB_CONTACT_MM / spacing_mm)))
+    near = ndi.grey_dilation(vert, size=(2 * r + 1,) * 3)
+    contact = (comp > 0) & (near > 0)
+    flat_comp = comp.ravel()
+    sizes = np.bincount(flat_comp, minlength=n + 1) * spacing_mm**3 / 1000.0
+    ribs = set()
+    for c in np.unique(comp[contact]):
+        if c == 0 or sizes[c] > RIB_MAX_ML or sizes[c] < 0.2:
+            continue
+        touch = near[contact & (comp == c)]
+        k = int(np.bincount(touch).argmax()) - 1
+        if k < 0:
+            continue
+        sg = segs[k]
+        sel = np.nonzero(flat_comp == c)[0]
+        d = pts[sel] - sg.centre_lps
+        if np.max(np.abs(d @ sg.u)) < RIB_LATERAL_MM:
+            continue
+        # the head and tubercle are beside or behind the body's middle, not in front
+        cz, cy, cx = np.nonzero(contact & (comp == c))
+        head = np.ravel_multi_index((cz, cy, cx), comp.shape)
+        if np.median((pts[head] - sg.centre_lps) @ sg.v) < -10.0:
+            continue
+        ribs.add(k)
+    return tuple(sorted(ribs))
+
+
 def name_segments(bone_flat: np.ndarray, pts: np.ndarray, segs: list, voxel_ml: float,
-                  curve_reaches_bottom_of_view: bool) -> Naming:
+                  curve_reaches_bottom_of_view: bool,
+                  rib_levels: Optional[Sequence[int]] = None) -> Naming:
     """Name segments (caudal → cranial) from the sacrum and rib anchors.
 
     Parameters
@@ -72,6 +149,9 @@ def name_segments(bone_flat: np.ndarray, pts: np.ndarray, segs: list, voxel_ml: 
         Volume of one voxel (ml).
     curve_reaches_bottom_of_view : bool
         True when the spine runs out of the field caudally (sacrum may be cut away).
+    rib_levels : sequence of int, optional
+        Segments that carry ribs (:func:`rib_bearing_segments`); without it, bone
+        far lateral at a segment's level is taken for a rib.
     """
     findings = []
     n = len(segs)
@@ -85,6 +165,10 @@ def name_segments(bone_flat: np.ndarray, pts: np.ndarray, segs: list, voxel_ml: 
     ribs = []
     start = 3 if sacrum else max(1, n // 2)
     for k in range(start, n):
+        if rib_levels is not None:
+            if k in rib_levels:
+                ribs.append(k)
+            continue
         ml = lateral_bone_ml(bone_flat, pts, segs[k], RIB_LATERAL_MM, voxel_ml, posterior_only=True)
         if ml >= RIB_ML:
             ribs.append(k)

@@ -22,7 +22,7 @@ from surgplan.imaging.segment.body import body_outline, hounsfield_problem
 from surgplan.imaging.segment.canal import track_canal
 from surgplan.imaging.segment.discs import find_disc_planes
 from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
-from surgplan.imaging.segment.naming import name_segments
+from surgplan.imaging.segment.naming import name_segments, rib_bearing_segments
 from surgplan.imaging.segment.neural import model_neural
 from surgplan.imaging.segment.parts import label_parts, spans_from_segments
 from surgplan.imaging.segment.spine_curve import fit_spine_curve
@@ -138,8 +138,11 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     zyx = np.indices(hw.shape, dtype=np.float32).reshape(3, -1).T
     pts_w = work.index_to_lps(zyx).astype(np.float32)
     bottom_cut = curve.points_lps[0][2] - lo[2] < 25.0
-    naming = name_segments((hw >= BONE_HU).ravel() & body_w.ravel(), pts_w, segs,
-                           WORK_MM**3 / 1000.0, bottom_cut)
+    bone_w = (hw >= BONE_HU) & body_w
+    ribs = rib_bearing_segments(hw, body_w, vert_w, pts_w, segs, WORK_MM)
+    naming = name_segments(bone_w.ravel(), pts_w, segs, WORK_MM**3 / 1000.0, bottom_cut,
+                           rib_levels=ribs)
+    del bone_w
     findings.extend(naming.findings)
     discs = label_discs(hw, work, segs, vert_w)
     check(cancel)
