@@ -1,4 +1,4 @@
-"""Subcommands that take a study or a plan out of SurgPlan: ``anonymize`` (and the report).
+"""Subcommands that take a study or a plan out of SurgPlan: ``anonymize`` and ``report``.
 
 :func:`register` adds them to the parser of :mod:`surgplan.cli`; each runs as
 ``cmd_NAME(args) -> int`` like the other subcommands, so SurgPlan's own errors
@@ -36,6 +36,80 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_case(path, *, series=None, modality=None, segmentation=None, progress=None):
+    """(volume, anatomy) of a study: the anatomy read from a ``surgplan segment`` folder,
+    or segmented now (CT, or T2 MR where available)."""
+    import dataclasses
+
+    from surgplan.core.errors import SegmentationError
+    from surgplan.core.progress import SubProgress
+    from surgplan.imaging.loader import load_volume
+
+    mod = modality.upper() if modality else None
+    vol = load_volume(path, series_uid=series, modality=mod,
+                      progress=SubProgress(progress, 0, 0.3))
+    if segmentation:
+        from surgplan.imaging.segmentation_files import read_segmentation
+
+        return vol, read_segmentation(segmentation, vol)
+    mod = mod or vol.modality
+    if mod == "CT":
+        from surgplan.imaging.segment import segment_ct as segment
+    elif mod == "MR":
+        try:
+            from surgplan.imaging.segment.mr import segment_mr as segment
+        except ImportError:
+            raise SegmentationError(f"{path}: MR segmentation is not available in this "
+                                    "version; give --segmentation DIR.") from None
+    else:
+        raise SegmentationError(
+            f"{path}: the modality is unknown ({vol.metadata.modality or 'not recorded'}); "
+            "say --modality ct or mr, or give --segmentation DIR."
+        )
+    if vol.modality != mod:
+        vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality=mod))
+    return vol, segment(vol, progress=SubProgress(progress, 0.3, 1.0))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from surgplan.cli import TerminalProgress
+    from surgplan.core.errors import DicomImportError
+    from surgplan.core.progress import SubProgress
+    from surgplan.planning import load_plan
+    from surgplan.report.pdf import check_complete
+    from surgplan.report.plan_report import build_report, check_plan_matches
+
+    plan = load_plan(args.plan)
+    if not plan.trajectories:  # refuse before loading and segmenting for nothing
+        check_complete(plan, (), args.plan)
+    progress = TerminalProgress()
+    series = args.series or (plan.case.series_uid or None)
+    try:
+        vol, anatomy = load_case(args.path, series=series, modality=args.modality,
+                                 segmentation=args.segmentation,
+                                 progress=SubProgress(progress, 0, 0.4))
+    except DicomImportError:
+        # The plan's series may carry another key in this input (a synthesised one when
+        # the files have empty UIDs): take the default series; its match with the plan
+        # is checked next.
+        if args.series or series is None:
+            raise
+        vol, anatomy = load_case(args.path, modality=args.modality,
+                                 segmentation=args.segmentation,
+                                 progress=SubProgress(progress, 0, 0.4))
+    check_plan_matches(plan, vol, args.plan)
+    result = build_report(vol, anatomy, plan, args.pdf, csv_path=args.csv,
+                          anonymous=args.anonymous, plan_source=args.plan,
+                          progress=SubProgress(progress, 0.4, 1.0))
+    progress.done()
+    for m in result.metrics:
+        print(f"{m.trajectory.name}: {m.risk.category} risk, depth {m.length_mm:.1f} mm")
+    print(f"report: {result.pdf} ({result.pages} pages)")
+    if result.csv:
+        print(f"metrics: {result.csv}")
+    return 0
+
+
 def register(sub) -> None:
     """Add the export subcommands to ``sub`` (the parser's ``add_subparsers`` object)."""
     s = sub.add_parser(
@@ -58,3 +132,26 @@ def register(sub) -> None:
         help="move every date by N days (non-zero; default: random, 1 to 10 years back)",
     )
     s.set_defaults(func=cmd_anonymize)
+
+    s = sub.add_parser(
+        "report",
+        help="write the plan report (PDF) and the metrics CSV of a plan",
+        description="Evaluate the plan (plan.json from `surgplan plan` or the GUI) on the "
+        "study at PATH and write the PDF a surgeon prints: patient and study (or anonymised), "
+        "each trajectory with its landmarks, C-arm angles, per-structure clearances and "
+        "contact probabilities, bone to remove, Kambin or screw fit, pictures, and how the "
+        "anatomy was obtained. A plan without trajectories is refused.",
+    )
+    s.add_argument("path", help="the study the plan was made on (folder, .zip, DICOMDIR, "
+                   "file or volume file)")
+    s.add_argument("--plan", required=True, help="plan file (JSON)")
+    s.add_argument("--pdf", required=True, help="PDF file to write")
+    s.add_argument("--csv", help="also write the metrics CSV here")
+    s.add_argument("--segmentation", metavar="DIR",
+                   help="read the anatomy from this `surgplan segment` folder instead of "
+                   "segmenting again")
+    s.add_argument("--series", help="Series Instance UID (default: the plan's series)")
+    s.add_argument("--modality", choices=["ct", "mr"], help="what the image is (NIfTI input)")
+    s.add_argument("--anonymous", action="store_true",
+                   help="leave the patient's identity, dates, UIDs and paths out")
+    s.set_defaults(func=cmd_report)
