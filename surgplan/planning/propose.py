@@ -289,14 +289,20 @@ def propose(ctx: PlanningContext, procedure, level: str, side: str, tool: Option
 
 
 def _screw_for(ctx, proc, vertebra, side) -> Tool:
-    """The widest catalogue screw leaving ≥ 1.25 mm of pedicle wall each side."""
+    """The widest catalogue screw that fits the pedicle axis with 0.25 mm to spare.
+
+    Templated on the bone as a surgeon does on CT: its radius at most the least depth of
+    the axis in bone (pedicle to the front of the body) less 0.25 mm, its diameter at
+    most the isthmus width less 2.5 mm; the smallest screw when none fits.
+    """
     from surgplan.planning.targets import pedicle_axis
 
-    width = pedicle_axis(ctx, vertebra, side)["isthmus_width_mm"]
+    ax = pedicle_axis(ctx, vertebra, side)
+    width, depth = ax["isthmus_width_mm"], ax["min_depth_mm"]
     screws = sorted(proc.tools, key=lambda t: t.diameter_mm)
     if not np.isfinite(width):
-        return proc.tools[0]
-    ok = [t for t in screws if t.diameter_mm <= width - 2.5]
+        width = np.inf
+    ok = [t for t in screws if t.diameter_mm <= width - 2.5 and t.radius_mm <= depth - 0.25]
     return ok[-1] if ok else screws[0]
 
 

@@ -236,7 +236,9 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
         ``centre_lps``, ``direction`` (unit, posterior → anterior), ``medial_angle_deg``,
         ``bone_entry_lps`` (where the axis enters bone posteriorly), ``anterior_lps``
         (where it leaves the anterior cortex), ``target_lps`` (5 mm short of it),
-        ``isthmus_width_mm`` (narrowest outer width of the pedicle ⟂ the axis).
+        ``isthmus_width_mm`` (narrowest outer width of the pedicle ⟂ the axis),
+        ``min_depth_mm`` (least depth of the axis inside the bone from the pedicle's
+        centre to 5 mm short of the anterior cortex: the largest screw radius that fits).
     """
     _need_parts(ctx, f"a {vertebra} pedicle screw")
 
@@ -270,9 +272,7 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
         sd0 = f.sample(fr.origin_lps + (centre[None, :] + ts[:, None] * d_loc[None, :]) @ R)
         if not sd0[i0] < 0:
             raise PlanningError(f"the centre of the {side} pedicle of {vertebra} is not in bone")
-        b_ref = i0
-        while b_ref < len(ts) - 1 and sd0[b_ref + 1] < 0:
-            b_ref += 1
+        t_body = float((-centre) @ d_loc)  # the body's centre (local origin) along the axis
         best = None
         for dl in np.arange(-3.0, 3.01, 0.5):
             for dw in np.arange(-3.0, 3.01, 0.5):
@@ -287,13 +287,17 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
                 b0 = i0
                 while b0 < len(ts) - 1 and inside[b0 + 1]:
                     b0 += 1
-                seg = sd[i0:max(b_ref - 20, i0 + 1)]  # isthmus → 5 mm short of the front
+                # the screw must reach past the body's centre; its least depth from the
+                # pedicle to 5 mm short of the front is the radius it can take
+                if ts[b0] < t_body:
+                    continue
+                seg = sd[i0:max(b0 - 20, i0 + 1)]
                 score = -float(seg.max())
                 if best is None or score > best[0]:
                     best = (score, c, ts[a0], ts[b0])
         if best is None:
             raise PlanningError(f"the axis of the {side} pedicle of {vertebra} is not in bone")
-        _, centre, t_in, t_out = best
+        min_depth, centre, t_in, t_out = best
         best = (0.0, ang, d_loc, t_in, t_out)
         _, ang, d_loc, t_in, t_out = best
         R = np.stack([fr.lr, fr.ap, fr.si])
@@ -305,7 +309,7 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
         width = isthmus_width(ctx, vertebra, side, c_lps, d)
         return dict(centre_lps=c_lps, direction=d, medial_angle_deg=float(ang),
                     bone_entry_lps=entry, anterior_lps=anterior, target_lps=target,
-                    isthmus_width_mm=width)
+                    isthmus_width_mm=width, min_depth_mm=float(min_depth))
 
     return ctx.cached(("pedicle", vertebra, side), compute)
 
