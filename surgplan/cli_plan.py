@@ -43,6 +43,10 @@ def add_parser(sub) -> None:
     s.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
     s.add_argument("--segmentation", metavar="DIR",
                    help="reuse a folder written by `surgplan segment` instead of segmenting")
+    s.add_argument("--pdf", metavar="FILE", help="also write the plan report of the best "
+                   "trajectory as a PDF")
+    s.add_argument("--anonymous", action="store_true",
+                   help="leave the patient's identity, dates, UIDs and paths out of the PDF")
     s.set_defaults(func=cmd_plan)
 
 
@@ -95,6 +99,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
             {"source": str(args.path), "skin": ctx.skin_note,
              "trajectories": [m.to_dict() for m in results]}, indent=2))
         print(f"metrics written to {args.json}")
+    if args.pdf:
+        from surgplan.report.plan_report import report_proposal
+
+        rep = report_proposal(vol, anatomy, ctx, results[0], args.pdf, anonymous=args.anonymous,
+                              progress=TerminalProgress(stream=sys.stderr))
+        print(f"report of {results[0].trajectory.name}: {rep.pdf} ({rep.pages} pages)")
     return 0
 
 

@@ -787,9 +787,17 @@ def _anatomy_section(inputs: ReportInputs, width: float, st) -> list:
         st["body"]))
     rows = [["Structure", "Kind", "Provenance", "Name certain", "Notes"]]
     extra = []
+    first_with: Dict[str, str] = {}
     for r, s in enumerate(anatomy.items, 1):
+        # Modelled structures of one kind share a long note: print it once.
+        note = s.notes
+        if note and len(note) > 60:
+            if note in first_with:
+                note = f"as for {first_with[note]}"
+            else:
+                first_with[note] = s.name
         rows.append([s.name, s.kind, s.provenance, "no: check" if s.provisional else "yes",
-                     s.notes])
+                     note])
         if s.provenance == "modelled":
             extra.append(("BACKGROUND", (2, r), (2, r), colors.HexColor("#fde8b0")))
         if s.provisional:

@@ -246,3 +246,18 @@ def _count_pages(pdf: Path) -> int:
 
     data = pdf.read_bytes()
     return len(re.findall(rb"/Type\s*/Page[^s]", data))
+
+
+def report_proposal(volume, anatomy, context, metrics, pdf_path, *, anonymous: bool = False,
+                    csv_path=None, progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[CancelToken] = None) -> ReportResult:
+    """The report of one proposed or evaluated trajectory (``surgplan plan --pdf``).
+
+    A plan of that trajectory alone is made on the volume's series and reported
+    with :func:`build_report`, reusing the already built planning ``context``.
+    """
+    from surgplan.planning import CaseReference, Plan
+
+    plan = Plan(CaseReference.from_volume(volume), (metrics.trajectory,))
+    return build_report(volume, anatomy, plan, pdf_path, csv_path=csv_path,
+                        anonymous=anonymous, context=context, progress=progress, cancel=cancel)

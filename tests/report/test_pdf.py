@@ -190,3 +190,17 @@ def test_report_command_refuses_an_empty_plan_before_any_work(case, plan, tmp_pa
     err = capsys.readouterr().err
     assert "no trajectory" in err and "empty.json" in err and "Traceback" not in err
     assert not (tmp_path / "empty.pdf").exists()
+
+
+def test_plan_command_reports_in_one_go(case, plan, tmp_path, capsys):
+    d, vol, anatomy, ctx = case
+    t = plan.trajectories[0]
+    pdf = tmp_path / "oneshot.pdf"
+    xyz = (lambda p: ",".join(f"{v:.3f}" for v in p))
+    assert main(["plan", str(d / "Roe_Jane_CT"), "--procedure", "teld", "--level", "L4-L5",
+                 "--side", "left", "--entry", xyz(t.entry_lps), "--target", xyz(t.target_lps),
+                 "--segmentation", str(d / "seg"), "--pdf", str(pdf), "--anonymous"]) == 0
+    assert "report of teld L4-L5 left" in capsys.readouterr().out
+    text = re.sub(r"\s+", " ", pdftext(pdf))
+    assert "Anonymised case" in text and "PHANTOM" not in text
+    assert "Trajectory 1: teld L4-L5 left" in text and "Structures at risk" in text
