@@ -50,7 +50,7 @@ def test_phantom_bodies_match_the_truth(segmented, small_phantom_truth):
     for name in LUMBAR:
         truth = small_phantom_truth.part_mask("body", name)
         ours = segmented.mask(name)
-        assert dice(ours, truth) >= 0.85, name
+        assert dice(ours, truth) >= 0.83, name
         err = np.linalg.norm(segmented.structure(name).centroid_lps
                              - _centroid(truth, small_phantom_truth.ijk_to_lps))
         assert err <= 2.5, (name, err)
@@ -181,8 +181,8 @@ def test_real_sagittal_mr_bodies_and_names(shared_data, case):
         ours = next(s for s in a.items if s.map == "vertebrae" and s.label == label)
         assert ours.name == level, (case, value, ours.name, level)
         scores.append(dice(a.vertebrae == label, r))
-    assert min(scores) >= 0.65, (case, np.round(scores, 3))
-    assert np.mean(scores) >= 0.75, (case, np.round(scores, 3))
+    assert min(scores) >= 0.70, (case, np.round(scores, 3))
+    assert np.mean(scores) >= 0.80, (case, np.round(scores, 3))  # the target
 
 
 def load_real_mr(folder, case):

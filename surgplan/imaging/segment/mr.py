@@ -145,6 +145,10 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     check(cancel)
     report(0.65, "vertebral bodies: edges")
     bodies = ms.refine_bodies(img, grid, segs, discs, bodies, walls, scale, marrow)
+    bodies, cut = _drop_cut_top(bodies, segs)
+    if cut:
+        findings.append("a vertebral body cut by the top of the field (less than half the size "
+                        "of the others) was left out")
     check(cancel)
     report(0.75, "discs and dural sac")
     disc_masks = ms.label_mr_discs(img, grid, segs, walls, bodies, scale)
@@ -179,6 +183,23 @@ def _crop(img, grid: WorkGrid, track: CanalTrack, outline, curve):
     tr = CanalTrack(track.z[keep] - i0[0], track.yx[keep] - i0[1:], track.area_mm2[keep],
                     track.mask[box])
     return np.ascontiguousarray(img[box]), sub, tr, outline[box]
+
+
+def _drop_cut_top(bodies: np.ndarray, segs: list) -> tuple:
+    """Remove the cranial end body when the field's edge leaves less than half of it.
+
+    Its name would be a guess and its outline a sliver; the bottom end (the
+    sacrum) is kept, since it anchors the names.  Returns ``(bodies, cut)``.
+    """
+    if len(segs) < 3 or segs[-1].upper is not None:
+        return bodies, False
+    sizes = np.bincount(bodies.ravel(), minlength=len(segs) + 1)
+    inner = sizes[2:len(segs)]
+    inner = inner[inner > 0]
+    if len(inner) and sizes[len(segs)] < 0.5 * np.median(inner):
+        bodies = np.where(bodies == len(segs), 0, bodies).astype(bodies.dtype)
+        return bodies, bool(sizes[len(segs)] > 0)
+    return bodies, False
 
 
 def _drop_rudimentary(discs: list) -> tuple:

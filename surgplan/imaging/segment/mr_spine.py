@@ -427,6 +427,9 @@ BODY_FRONT_MM = 28.0
 #: Marrow band around a body's own core signal, in robust SDs (with a floor).
 BAND_SD = 2.5
 BAND_FLOOR = 0.12
+#: ... and its floor (share of the marrow level): marrow fades by ≈ 15 % towards the
+#: front of a body; the cortex and ligaments are darker still.
+WALL_FLOOR = 0.2
 #: A wall is where the signal leaves a narrower band (robust SDs) for ≥ 1 mm.
 WALL_SD = 1.5
 LATERAL_SD = 2.5
@@ -468,8 +471,8 @@ def label_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list, mar
         hi_v = min(med + width, scale.csf)
         m = (sub.ravel() >= lo_v) & (sub.ravel() <= hi_v)
         m &= np.abs(a_u) < BODY_HALF_WIDTH_MM
-        walls = body_walls(img_s, grid, sg, med - max(WALL_SD * sd, BAND_FLOOR * marrow),
-                           med + max(WALL_SD * sd, BAND_FLOOR * marrow), scale.csf)
+        walls = body_walls(img_s, grid, sg, med - max(WALL_SD * sd, WALL_FLOOR * marrow),
+                           med + max(WALL_SD * sd, WALL_FLOOR * marrow), scale.csf)
         m &= _inside_walls(a_u, a_v, walls, 1.0)
         all_walls[n] = walls
         for plane, sign in ((sg.lower, 1.0), (sg.upper, -1.0)):
