@@ -10,6 +10,8 @@ Everything is in patient LPS millimetres.  The pieces:
     ``set_tools([ToolGlyph, …])``, ``display_to_lps(x, y)``,
     ``lps_to_display(p)``, ``handle_at((x, y))``, ``zoom_about``, ``pan_pixels``,
     ``set_patient_text(...)``; orientation letters, scale bar and corner text included.
+``trajectory_axes(entry_lps, target_lps, roll_deg)`` → ``{"along": (u, v), "probe": (u, v)}``
+    for ``SliceScene.set_axes``: the view resliced along a tool and the probe's eye.
 ``Scene3D(font_scale=1.0)`` (:mod:`surgplan.render.scene3d`)
     ``set_surfaces({name: Mesh})`` (coloured per structure, vertebrae labelled),
     ``set_visible(names)``, ``set_tools([ToolGlyph])`` (cylinders of the real
@@ -45,11 +47,11 @@ from surgplan.render.images import (
 )
 from surgplan.render.offscreen import capture_render_window, render_offscreen, write_png
 from surgplan.render.scene3d import Scene3D, anatomy_meshes, scalar_surface_actor, surface_actor, tool_actor
-from surgplan.render.slice_scene import STANDARD_AXES, SliceScene
+from surgplan.render.slice_scene import STANDARD_AXES, SliceScene, trajectory_axes
 
 __all__ = [
     "ToolGlyph", "WINDOW_PRESETS_HU", "LabelDisplay", "auto_window", "label_display",
     "label_lookup_table", "scalar_lookup_table", "capture_render_window", "render_offscreen",
     "write_png", "Scene3D", "anatomy_meshes", "scalar_surface_actor", "surface_actor",
-    "tool_actor", "STANDARD_AXES", "SliceScene",
+    "tool_actor", "STANDARD_AXES", "SliceScene", "trajectory_axes",
 ]

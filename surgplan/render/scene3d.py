@@ -375,6 +375,19 @@ class Scene3D:
         cam.Zoom(1.25)
         self.renderer.ResetCameraClippingRange()
 
+    def focus(self, point_lps, radius_mm: float = 100.0) -> None:
+        """Centre the camera on ``point_lps`` (keeping its direction) so that a sphere of
+        ``radius_mm`` around it fills the view."""
+        import math
+
+        cam = self.renderer.GetActiveCamera()
+        p = np.asarray(point_lps, float)
+        d = np.asarray(cam.GetDirectionOfProjection(), float)
+        dist = radius_mm / math.tan(math.radians(cam.GetViewAngle() / 2.0))
+        cam.SetFocalPoint(*p)
+        cam.SetPosition(*(p - d * dist))
+        self.renderer.ResetCameraClippingRange()
+
     def set_patient_text(self, upper_left: str, upper_right: str = "") -> None:
         self.corners.set("upper left", upper_left)
         self.corners.set("upper right", upper_right)

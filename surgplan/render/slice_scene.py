@@ -74,6 +74,31 @@ def _orthonormal_axes(u, v) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return u, v, np.cross(u, v)
 
 
+def trajectory_axes(entry_lps, target_lps, roll_deg: float = 0.0) -> dict:
+    """Screen axes of the two views that follow a tool, in LPS.
+
+    Returns
+    -------
+    dict
+        ``"along"``: ``(u, v)`` of a plane containing the tool axis, entry up
+        (``v`` points from the target to the entry); ``"probe"``: ``(u, v)`` of the
+        plane perpendicular to the axis (the probe's eye, looking from the entry
+        toward the target).  ``roll_deg`` turns both about the axis.  At zero
+        roll the along-view plane contains the patient's superior direction (or
+        the left direction for a craniocaudal tool).
+    """
+    e = np.asarray(entry_lps, float)
+    d = np.asarray(target_lps, float) - e
+    d = d / np.linalg.norm(d)
+    ref = np.array([0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    side = np.cross(d, ref)
+    side /= np.linalg.norm(side)
+    r = np.radians(float(roll_deg))
+    side = np.cos(r) * side + np.sin(r) * np.cross(d, side)
+    in_plane = np.cross(d, side)  # ⟂ d, in the along plane
+    return {"along": (in_plane, -d), "probe": (side, np.cross(d, side))}
+
+
 class SliceScene:
     """One 2D slice view of a volume.
 
@@ -274,14 +299,24 @@ class SliceScene:
         self._update_text()
 
     # --- geometry ---------------------------------------------------------------------------
-    def set_axes(self, u, v) -> None:
-        """Make this an oblique view with screen right ``u`` and up ``v`` (LPS)."""
-        self.u, self.v, self.n = _orthonormal_axes(u, v)
+    def set_axes(self, u, v, name: Optional[str] = None) -> None:
+        """Make this an oblique view with screen right ``u`` and up ``v`` (LPS).
+
+        The cursor stays where it was; the camera refits the new slice.
+        """
+        axes = _orthonormal_axes(u, v)
+        if name:
+            self.name = name
+        if all(np.allclose(a, b) for a, b in zip(axes, (self.u, self.v, self.n))):
+            return
+        self.u, self.v, self.n = axes
+        cursor = self.cursor_lps.copy()
         if self.volume is not None:
             labels = self._labels
             self.set_volume(self.volume, window=self.window)
             if labels is not None:
                 self.set_labels(labels, visible=self._label_visible, colours=self._label_colours)
+            self.set_cursor(cursor)
 
     def plane_to_lps(self, x: float, y: float) -> np.ndarray:
         """World (plane) coordinates of this view → LPS mm on the current slice."""
@@ -497,7 +532,7 @@ class SliceScene:
         if self.volume is None:
             return
         pos = float((self.cursor_lps - self.centre_lps) @ self.n + self.centre_lps @ self.n)
-        self.corners.set("lower left", f"{self.name.capitalize()}  {pos:+.1f} mm\n"
+        self.corners.set("lower left", f"{self.name[:1].upper() + self.name[1:]}  {pos:+.1f} mm\n"
                          f"W {self.window[0]:.0f}  L {self.window[1]:.0f}")
 
     def set_patient_text(self, upper_left: str, upper_right: str = "") -> None:

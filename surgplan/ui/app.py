@@ -86,7 +86,7 @@ def run(path: Optional[str] = None, screenshot: Optional[str] = None, settings=N
     win = MainWindow(settings=settings)
     shot = ScreenshotRun(win, Path(screenshot)) if screenshot else None
     if shot is not None:
-        win.resize(1600, 960)
+        win.resize(1900, 1040)
     win.show()
     if path:
         win.open_path(path)

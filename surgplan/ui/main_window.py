@@ -182,6 +182,8 @@ class MainWindow(QMainWindow):
         self.plan_panel.trajectorySelected.connect(self.session_select)
         self.plan_panel.removeRequested.connect(self.remove_trajectory)
         self.plan_panel.riskMapToggled.connect(self.show_risk_map)
+        self.plan_panel.follow.toggled.connect(lambda on: self._update_trajectory_views())
+        self.plan_panel.roll.valueChanged.connect(lambda v: self._update_trajectory_views())
         self.plan_dock = self._add_dock("Plan", self.plan_panel,
                                         Qt.DockWidgetArea.RightDockWidgetArea, "planDock")
         self._build_edit_buttons()
@@ -308,10 +310,12 @@ class MainWindow(QMainWindow):
         self.act_projector = self._action("Large text (projector; next start)",
                                           self._set_projector, None, True)
         self.act_reset = self._action("Reset views", self.reset_views, "Home")
+        self.act_follow = self._action("Views along the tool", lambda: self.plan_panel.follow.toggle(),
+                                       "F4", tip="Sagittal along the tool, coronal the probe's eye")
         self.act_volume = self._action("Volume rendering in 3D", self._toggle_volume_rendering,
                                        "F11", True)
         for a in (self.act_layout, self.act_teaching, self.act_projector, self.act_reset,
-                  self.act_volume):
+                  self.act_follow, self.act_volume):
             v.addAction(a)
 
         tb = self.addToolBar("Main")
@@ -342,11 +346,7 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
-        else:
-            # First start: the views get most of the width, even at 1366 × 768.
-            w = self.width()
-            self.resizeDocks([self.study_dock, self.plan_dock], [int(w * 0.2), int(w * 0.24)],
-                             Qt.Orientation.Horizontal)
+        self._size_docks = state is None  # first start: sized when first shown
         layout = self.settings.value("view/layout", "grid")
         large = int(self.settings.value("view/large", 0))
         self.grid.set_layout(layout if layout in ViewGrid.LAYOUTS else "grid", large)
@@ -583,7 +583,13 @@ class MainWindow(QMainWindow):
             v.scene.reset_camera()
         self.view3d.scene.set_patient_text(upper_left, upper_right)
         self.set_teaching(self.act_teaching.isChecked())
-        self.preset_box.setCurrentText("spine" if vol.modality == "CT" else "auto")
+        # The user's last preset for CT (calibrated HU); MR always starts automatic.
+        preset = str(self.settings.value("view/preset", "spine")) if vol.modality == "CT" else "auto"
+        if preset in WINDOW_PRESETS_HU:
+            window = WINDOW_PRESETS_HU[preset]
+            for v in self.views:
+                v.scene.set_window(*window)
+        self.preset_box.setCurrentText(preset if preset in WINDOW_PRESETS_HU else "auto")
         self.setWindowTitle(f"SurgPlan — {Path(self.session.case.source).name}")
         if self.act_volume.isChecked():
             self.view3d.scene.set_volume_rendering(vol, True)
@@ -921,6 +927,8 @@ class MainWindow(QMainWindow):
                 t = props[0].trajectory
                 self._add_trajectory(t, f"propose {t.name}")
                 self.set_cursor(np.asarray(t.target_lps))
+                self.view3d.scene.focus(np.asarray(t.target_lps), 120.0)
+                self.view3d.render()
 
         return self.run_job("Proposing", work, done)
 
@@ -986,6 +994,29 @@ class MainWindow(QMainWindow):
         for v in self.views:
             v.scene.set_tools(glyphs)
         self.view3d.scene.set_tools(glyphs)
+        sel = self.session.state.selected
+        self._update_trajectory_views(override.get(sel) if override else None)
+
+    def _update_trajectory_views(self, trajectory=None):
+        """Sagittal → along the selected tool, coronal → its probe's eye (or back)."""
+        from surgplan.render import STANDARD_AXES, trajectory_axes
+
+        t = trajectory or self.selected_trajectory()
+        sag, cor = self.views[1].scene, self.views[2].scene
+        if sag.volume is None:
+            return
+        if self.plan_panel.follow.isChecked() and t is not None:
+            axes = trajectory_axes(t.entry_lps, t.target_lps, self.plan_panel.roll.value())
+            target = np.asarray(t.target_lps)
+            sag.set_axes(*axes["along"], name="along the tool")
+            sag.set_cursor(target)
+            cor.set_axes(*axes["probe"], name="probe's eye")
+            cor.set_cursor(target)
+        else:
+            sag.set_axes(*STANDARD_AXES["sagittal"], name="sagittal")
+            cor.set_axes(*STANDARD_AXES["coronal"], name="coronal")
+        self.views[1].render()
+        self.views[2].render()
 
     def _show_plan(self):
         plan = self.session.state.plan
@@ -1200,6 +1231,16 @@ class MainWindow(QMainWindow):
                 self.save_screenshot(f)
             except OSError as exc:
                 self.report_error("Screenshot failed", exc)
+
+    def showEvent(self, ev):
+        super().showEvent(ev)
+        if getattr(self, "_size_docks", False):
+            # The views get about half the width, the plan panel enough for its
+            # table of structure names, even at 1366 × 768.
+            self._size_docks = False
+            w = self.width()
+            self.resizeDocks([self.study_dock, self.plan_dock], [int(w * 0.19), int(w * 0.28)],
+                             Qt.Orientation.Horizontal)
 
     # --- closing ---------------------------------------------------------------------------------
     def closeEvent(self, ev):

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSlider,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -113,6 +114,20 @@ class PlanPanel(QWidget):
         row.addWidget(self.remove_button)
         row.addWidget(self.risk_map, 1)
         lay.addLayout(row)
+        row = QHBoxLayout()
+        self.follow = QCheckBox("Views along the tool")
+        self.follow.setObjectName("followBox")
+        self.follow.setToolTip("Sagittal → resliced along the tool, coronal → the probe's eye "
+                               "at the tip (F4)")
+        self.roll = QSlider(Qt.Orientation.Horizontal)
+        self.roll.setObjectName("rollSlider")
+        self.roll.setRange(-180, 180)
+        self.roll.setValue(0)
+        self.roll.setToolTip("Roll of the views about the tool axis (degrees)")
+        row.addWidget(self.follow)
+        row.addWidget(QLabel("roll"))
+        row.addWidget(self.roll, 1)
+        lay.addLayout(row)
 
         self.category = QLabel("No trajectory")
         self.category.setObjectName("riskCategory")
@@ -129,7 +144,9 @@ class PlanPanel(QWidget):
         lay.addWidget(self.summary)
         self.table = QTableWidget(0, 4)
         self.table.setObjectName("riskTable")
-        self.table.setHorizontalHeaderLabels(["Structure", "Clear. mm", "Contact", "Source"])
+        self.table.setHorizontalHeaderLabels(["Structure", "mm", "Contact", "Source"])
+        self.table.horizontalHeaderItem(1).setToolTip("Clearance from the tool's surface (mm)")
+        self.table.horizontalHeaderItem(2).setToolTip("Probability of contact under placement error")
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for c in (1, 2, 3):
             self.table.horizontalHeader().setSectionResizeMode(

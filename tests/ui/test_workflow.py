@@ -269,3 +269,38 @@ def test_layout_and_recent_files_persist(qtbot, settings, phantom_ct_dir):
     assert again.recent_files()[0] == str(phantom_ct_dir)
     assert [a.text() for a in again.recent_menu.actions()] == [str(phantom_ct_dir)]
     again.close()
+
+
+def test_views_follow_the_tool_with_roll(qtbot, window, small_phantom, small_phantom_truth):
+    """With a trajectory, the sagittal view reslices along the tool and the coronal view
+    looks down it at the tip; the roll turns both about the axis."""
+    from surgplan.planning import PROCEDURES, Trajectory
+    from surgplan.ui.session import Case
+
+    win = window
+    win.session.set_case(Case("phantom", [], {"ct": small_phantom.ct}, "ct"))
+    win.session.apply("segmentation", anatomy=small_phantom_truth)
+    c = small_phantom_truth.centroid_lps("disc L4-L5")
+    t = Trajectory("teld", "L4-L5", "left", PROCEDURES["teld"].tool(), tuple(c + [80, 60, 10]),
+                   tuple(c + [8, 5, 0]))
+    win._add_trajectory(t, "add")
+    win.plan_panel.follow.setChecked(True)
+    along, probe = win.views[1].scene, win.views[2].scene
+    d = np.asarray(t.target_lps) - t.entry_lps
+    d /= np.linalg.norm(d)
+    assert abs(along.n @ d) < 1e-9 and np.allclose(along.v, -d)  # the axis lies in the view
+    assert np.allclose(probe.n, d)  # looking down the tool
+    assert np.allclose(probe.cursor_lps, t.target_lps)  # at the tip
+    u0 = probe.u.copy()
+    win.plan_panel.roll.setValue(90)
+    assert abs(probe.u @ u0) < 1e-9 and np.allclose(probe.n, d)
+    # The tool band runs vertically through the along view: the tip handle at the target.
+    from surgplan.render.glyphs import TARGET_RGB
+
+    view = win.views[1]
+    x, y = along.lps_to_display(t.target_lps)
+    px = view.pixels()
+    got = px[px.shape[0] - 1 - int(round(y)), int(round(x))].astype(int)
+    assert np.abs(got - TARGET_RGB).max() < 40
+    win.plan_panel.follow.setChecked(False)
+    assert np.allclose(along.n, [-1, 0, 0]) or np.allclose(np.abs(along.n), [1, 0, 0])
