@@ -74,17 +74,6 @@ def test_cancelled_write_leaves_nothing(phantom_dicom, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_segment_refuses_mr_with_a_clear_message(tmp_path, capsys):
-    case = make_phantom(PhantomSpec(spacing_mm=(2.5, 2.5, 2.5)))
-    from surgplan.imaging.phantom import mr_volume
-
-    d = tmp_path / "mr"
-    write_series(mr_volume(case), d, modality="MR")
-    assert main(["segment", str(d), "--out", str(tmp_path / "o")]) == 1
-    assert "MR segmentation is not available yet" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
-
-
 # --- reading a segmentation folder back -------------------------------------------------------
 
 from surgplan.core.errors import InputNotFoundError, SegmentationFileError  # noqa: E402

@@ -46,6 +46,8 @@ FAT_SHARE = 0.12
 #: segmented smaller or larger than these bounds are not trusted.
 SAC_AREA_MM2 = 152.0
 SAC_AREA_RANGE_MM2 = (50.0, 400.0)
+#: Smallest separate piece of sac kept (mm³): ≈ 1 cm of a thin sac.
+MIN_SAC_PIECE_MM3 = 500.0
 #: The sac ellipse is 1.5 × wider than deep and sits ≈ 1 mm in front of the canal centre.
 SAC_ASPECT = 1.5
 SAC_FORWARD_MM = 1.0
@@ -254,12 +256,14 @@ def dural_sac(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve, canal: np.nda
         bb = np.minimum(b, radii[k, 1] - 0.5)
         inside = (du / a) ** 2 + ((dv + SAC_FORWARD_MM) / bb) ** 2 <= 1.0
         sac[tuple(zyx[inside].T)] = True
-    # one tube: keep the components that run along the canal
+    # drop specks (a root's cross-section, noise); segmented and modelled stretches
+    # need not touch, so every sizeable piece stays
     lab, m = ndi.label(sac)
     if m > 1:
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        sac = lab == int(np.argmax(sizes))
+        sizes = np.bincount(lab.ravel()) * grid.spacing_mm ** 3
+        keep = sizes >= MIN_SAC_PIECE_MM3
+        keep[0] = False
+        sac = keep[lab]
     share = float(modelled_k.sum() / max((seen | modelled_k).sum(), 1))
     if share == 0.0:
         notes = "segmented: CSF density inside the canal, with epidural fat beside it"

@@ -43,6 +43,8 @@ _FALLBACK_CANAL_AP_MM = 16.0       # canal AP 15–18 mm
 _FALLBACK_CANAL_HALF_MM = 12.0     # interpedicular distance 21–27 mm
 _FALLBACK_PEDICLE_WIDTH_MM = 11.0  # isthmus 8–16 mm
 _FALLBACK_PEDICLE_HEIGHT_MM = 14.0
+#: Tallest pedicle band accepted (mm): 13–15 mm plus the flare into the body and arch.
+_MAX_PEDICLE_HEIGHT_MM = 18.0
 #: Spinous process: the midline bone this far behind the canal's posterior wall
 #: (the lamina is ≈ 6 mm thick, Wang 2024) and within this half-width (mm).
 _SPINOUS_BEHIND_MM = 7.0
@@ -243,13 +245,19 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
         else:
             cw = _FALLBACK_CANAL_HALF_MM
         canal_half[side] = cw
-        # the pedicle's SI extent: the bone run nearest the upper half just lateral to the wall
+        # the pedicle's SI extent: the bone run nearest the upper half just lateral to the
+        # wall, in the front half of the canal's depth (behind it the articular processes
+        # continue the bone down to the facet joints, merged with it on 3 mm voxels)
         best = None
+        depths = body_back + np.array([0.15, 0.3, 0.45]) * (canal_back - body_back)
         for du in (2.0, 3.5):
-            hit = probe(s * (cw + du), np.array([v_mid - 3.0, v_mid, v_mid + 3.0])[:, None],
-                        ws[None, :]).any(axis=0)
+            hit = probe(s * (cw + du), depths[:, None], ws[None, :]).any(axis=0)
             for a, b in _runs(hit):
                 lo_w, hi_w = ws[a] - STEP_MM / 2, ws[b - 1] + STEP_MM / 2
+                # a pedicle lies within its vertebra's height and is 13–15 mm high
+                # (ANATOMY.md); a longer run has the articular bone below it merged in
+                hi_w = min(hi_w, w_mid + height / 2)
+                lo_w = max(lo_w, w_mid - height / 2, hi_w - _MAX_PEDICLE_HEIGHT_MM)
                 overlap = min(hi_w, w_mid + height / 2) - max(lo_w, w_mid)
                 if 4.0 <= hi_w - lo_w <= 30.0 and overlap > 2.0 and (best is None or overlap > best[0]):
                     best = (overlap, lo_w, hi_w)
