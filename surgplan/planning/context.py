@@ -83,6 +83,12 @@ class DistanceField:
         ijk = (ijk_volume - self.offset_ijk) / self.stride_ijk
         return _trilinear(self.values, ijk, self.cap_mm)
 
+    @property
+    def box_ijk(self) -> tuple:
+        """(low, high) corners of the field's grid in anatomy-grid indices (i, j, k)."""
+        hi = self.offset_ijk + self.stride_ijk * (np.array(self.values.shape[::-1]) - 1)
+        return self.offset_ijk, hi
+
 
 def apply_affine(a: np.ndarray, p: np.ndarray) -> np.ndarray:
     """``a[:3, :3] @ p + a[:3, 3]`` for rows ``p`` (N, 3), without BLAS (tiny inner size)."""

@@ -30,7 +30,7 @@ from scipy.special import ndtr
 
 from surgplan.planning import procedures as P
 from surgplan.planning.context import (BONE_ILIUM_LEFT, BONE_ILIUM_RIGHT, BONE_NAMES, BONE_RIB,
-                                       PlanningContext)
+                                       PlanningContext, apply_affine)
 from surgplan.planning.plan import Trajectory
 
 CATEGORIES = ("low", "moderate", "high", "infeasible")
@@ -224,7 +224,8 @@ def _crn(n: int) -> np.ndarray:
 def contact_probabilities(fields: dict, target: np.ndarray, direction: np.ndarray,
                           length_mm: float, radius_mm: float, error_mm: float, error_deg: float,
                           n_samples: int = 128, softness_mm: float = SOFTNESS_MM,
-                          step_mm: float = MC_STEP_MM) -> dict:
+                          step_mm: float = MC_STEP_MM,
+                          lps_to_ijk: Optional[np.ndarray] = None) -> dict:
     """Probability that the perturbed tool touches each field's structure.
 
     Parameters
@@ -250,8 +251,13 @@ def contact_probabilities(fields: dict, target: np.ndarray, direction: np.ndarra
     ts = np.arange(0.0, length_mm + 1e-9, step_mm)
     pts = tips[:, None, :] - ts[None, :, None] * dirs[:, None, :]
     out = {}
+    if lps_to_ijk is not None:  # one transform shared by every field
+        ijk = apply_affine(lps_to_ijk, pts.reshape(-1, 3))
     for name, f in fields.items():
-        c = f.sample(pts).min(axis=1) - radius_mm
+        if lps_to_ijk is not None and f.offset_ijk is not None:
+            c = f.sample_index(ijk).reshape(pts.shape[:2]).min(axis=1) - radius_mm
+        else:
+            c = f.sample(pts).min(axis=1) - radius_mm
         out[name] = float(ndtr(-c / softness_mm).mean())
     return out
 
@@ -342,6 +348,7 @@ def evaluate(ctx: PlanningContext, trajectory: Trajectory, *,
         if any(name == n for _, n in specs):
             continue
         specs.append((cs, name))
+    axis_ijk = apply_affine(ctx.lps_to_ijk, axis)
     for cs, name in specs:
         if name not in ctx.fields:
             why = "not in the anatomy: its risk is not assessed" if not ctx.has(name) else \
@@ -350,7 +357,7 @@ def evaluate(ctx: PlanningContext, trajectory: Trajectory, *,
                                        cs.hard, None, None, None, f"{name} {why}"))
             continue
         f = ctx.fields[name]
-        sd = f.sample(axis)
+        sd = f.sample_index(axis_ijk)
         k = int(np.argmin(sd))
         c = float(sd[k]) - r
         cum = float(danger(sd - r, cs.margin_mm).mean()) if len(sd) else 0.0
@@ -360,7 +367,7 @@ def evaluate(ctx: PlanningContext, trajectory: Trajectory, *,
             near_fields[name] = f
     if near_fields and length > 0:
         probs = contact_probabilities(near_fields, target, d, length, r, error_mm, error_deg,
-                                      n_samples)
+                                      n_samples, lps_to_ijk=ctx.lps_to_ijk)
         risks = [s if s.name not in probs else
                  StructureRisk(s.name, s.provenance, True, s.clearance_mm, s.margin_mm, s.hard,
                                s.cumulative_risk, probs[s.name], s.closest_lps, s.note)
@@ -528,16 +535,15 @@ def _categorise(proc, traj, risks, bone_ml, hard_bone_ml, length, reaches, angle
                 kfit, knote, pfit, ctx, has_skin) -> Risk:
     infeasible, high, moderate = [], [], []
     score = 0.0
+    up, lo = P.split_level(proc, traj.level)
+    sd_ = traj.side if traj.side in ("left", "right") else "left"
+    severity = {c.name(up, lo, sd_): c.severity for c in proc.critical}
     for s in risks:
         if not s.assessed:
             moderate.append(s.note)
             continue
         p = s.contact_probability or 0.0
-        sev = 1.0
-        for c in proc.critical:
-            if c.name(*P.split_level(proc, traj.level), traj.side
-                      if traj.side in ("left", "right") else "left") == s.name:
-                sev = c.severity
+        sev = severity.get(s.name, 1.0)
         score += sev * (p + 0.5 * danger(np.array(s.clearance_mm), s.margin_mm)
                         + 0.5 * s.cumulative_risk)
         txt = (f"{s.name} ({s.provenance}): clearance {s.clearance_mm:.1f} mm "

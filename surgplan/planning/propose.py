@@ -158,20 +158,43 @@ def _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg,
         name = cs.name(upper, lower, side if side in ("left", "right") else "left")
         if name in ctx.fields and name not in [s[1] for s in specs]:
             specs.append((cs, name))
+    # paths in anatomy-grid indices: ijk(t) = ijk_target − t · step_ijk (per candidate)
+    A = ctx.lps_to_ijk
+    tgt_ijk = apply_affine(A, target[None, :])[0]
+    dir_ijk = d @ A[:3, :3].T if len(d) < 64 else (
+        d[:, 0:1] * A[:3, 0] + d[:, 1:2] * A[:3, 1] + d[:, 2:3] * A[:3, 2])
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
         Lc = L[a:b]
         valid = ts[None, :] <= Lc[:, None]
-        pts = target[None, None, :] - ts[None, :, None] * d[a:b, None, :]
-        flat = pts.reshape(-1, 3)
-        ijk = apply_affine(ctx.lps_to_ijk, flat)
+        dj = dir_ijk[a:b].astype(np.float32)
+        ijk3 = tgt_ijk.astype(np.float32)[None, None, :] - \
+            ts.astype(np.float32)[None, :, None] * dj[:, None, :]
+        ijk = ijk3.reshape(-1, 3)
         for cs, name in specs:
             f = ctx.fields[name]
-            sd = f.sample_index(ijk).reshape(valid.shape)
-            sd = np.where(valid, sd, f.cap_mm)
+            # only the stretch of each path inside the field's box is sampled (slab test)
+            lo, hi = f.box_ijk
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t1 = (tgt_ijk[None, :] - lo[None, :]) / dj
+                t2 = (tgt_ijk[None, :] - hi[None, :]) / dj
+            par = dj == 0
+            inside_par = (tgt_ijk >= lo) & (tgt_ijk <= hi)
+            t_lo = np.where(par, np.where(inside_par, -np.inf, np.inf), np.minimum(t1, t2))
+            t_hi = np.where(par, np.where(inside_par, np.inf, -np.inf), np.maximum(t1, t2))
+            tmin, tmax = t_lo.max(1), t_hi.min(1)
+            use = valid & (ts[None, :] >= tmin[:, None]) & (ts[None, :] <= tmax[:, None])
+            if not use.any():
+                continue  # no path comes near: clearance ≥ cap, no danger
+            rows, cols = np.nonzero(use)
+            vals = f.sample_index(ijk[rows * len(ts) + cols])
+            sd = np.full(valid.shape, f.cap_mm, np.float32)
+            sd[rows, cols] = vals
             k = np.argmin(sd, axis=1)
             c = sd[np.arange(b - a), k] - r
-            cum = (danger(sd - r, cs.margin_mm) * valid).sum(1) / np.maximum(valid.sum(1), 1)
+            # danger is 0 beyond margin + falloff (< cap), so only the sampled stretch counts
+            cum = np.bincount(rows, weights=danger(vals - r, cs.margin_mm),
+                              minlength=b - a) / np.maximum(valid.sum(1), 1)
             sig = np.sqrt(error_mm ** 2 + (ts[k] * tilt) ** 2 + SOFTNESS_MM ** 2)
             p = ndtr(-c / sig)
             score[a:b] += cs.severity * (p + 0.5 * danger(c, cs.margin_mm) + 0.5 * cum)
