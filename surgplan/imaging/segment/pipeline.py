@@ -26,6 +26,7 @@ from surgplan.imaging.segment.naming import name_segments, rib_bearing_segments
 from surgplan.imaging.segment.neural import model_neural
 from surgplan.imaging.segment.parts import label_parts, spans_from_segments
 from surgplan.imaging.segment.spine_curve import fit_spine_curve
+from surgplan.imaging.segment.surroundings import SpineContext, segment_surroundings
 from surgplan.imaging.segment.vertebrae import (
     BONE_HU, label_canal, label_discs, label_vertebrae, segments_from_planes,
 )
@@ -159,6 +160,10 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     neural = model_neural(hw, work, curve, arches, taken)
     canal_w = neural.canal if neural.canal.any() else canal_w
     check(cancel)
+    report(0.85, "skin, ilium, psoas, vessels, kidneys, bowel")
+    around = segment_surroundings(SpineContext(
+        scout, hs, body, work, hw, body_w, vert_w, (taken > 0) | canal_w, curve, segs,
+        naming.names), cancel=cancel)
     report(0.9, "mapping labels to the image grid")
     # --- assemble on the input grid (caudal → cranial segments; labels cranial first) ---
     vert_map = np.zeros(hw.shape, np.uint16)
@@ -228,6 +233,9 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
         c = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
         items.append(Structure(name, v, "structures", kind_of(name), prov,
                                provisional.get(level_of(name), False), note, c))
+    struct_in, around_items, around_findings = around.assemble(image, vert_in, struct_in, items, aff)
+    items.extend(around_items)
+    findings.extend(around_findings)
     if not order:
         findings.append("a spine curve was found but no vertebra could be outlined on it")
     else:

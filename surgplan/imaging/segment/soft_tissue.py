@@ -1,0 +1,178 @@
+"""Skin, subcutaneous fat and the bowel no-go region on the scout grid (whole field).
+
+*Skin* is a geometric shell: the outer :data:`SKIN_MM` of the body outline, measured
+in the axial plane so that the top and bottom faces of the field of view (cuts
+through the patient, not skin) are never labelled skin.  The depth below the
+surface is a distance map on the scout grid, interpolated onto the image grid, so
+the shell is not stair-stepped at the scout's 2 mm.
+
+*Subcutaneous fat* is the fat (< −30 HU) connected to the skin from inside, in the
+axial plane, no deeper than :data:`SUBCUT_MAX_MM`: the abdominal wall muscles and
+the thoracolumbar fascia stop it.
+
+*Bowel*: gas pockets inside the abdomen (not the lungs, which reach behind the
+spine) with the bowel contents and wall around them (soft tissue and fluid, not
+fat), closed into loops.  Where no gas is seen the region is modelled: the
+peritoneal cavity in front of the retroperitoneum (anterior to the psoas and the
+vertebral bodies) and inside the abdominal wall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+
+from surgplan.imaging.segment.body import IN_SLICE
+from surgplan.imaging.segment.grid import WorkGrid
+
+#: Thickness of the skin shell (mm): epidermis and dermis are 1.5–3 mm on the trunk.
+SKIN_MM = 2.0
+#: Fat deeper than this under the skin is not taken as subcutaneous (mm).
+SUBCUT_MAX_MM = 60.0
+#: Fat below this (HU, smoothed): fat is −120 … −50, blurred with its neighbours.
+FAT_HU = -30.0
+#: Gas in the bowel (HU, smoothed scout).
+GAS_HU = -400.0
+#: The abdominal wall (skin, fat, muscle) is at least this thick in front and at the
+#: flanks (mm); the peritoneal cavity lies deeper.
+WALL_MM = 20.0
+
+
+def surface_depth_mm(body: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """Signed in-slice depth below the body surface (mm, > 0 inside), float32.
+
+    The surface is taken half a voxel beyond the outermost body voxel centres.
+    """
+    # Outside the body only the sign matters: linear interpolation between the outermost
+    # voxel (+s/2) and its outer neighbour (−s/2) puts the surface half-way between them.
+    half = 0.5 * spacing_mm
+    depth = np.full(body.shape, -half, np.float32)
+    for k in range(body.shape[0]):
+        if body[k].any():
+            d = ndi.distance_transform_edt(body[k], sampling=spacing_mm)
+            depth[k][body[k]] = d[body[k]] - half
+    return depth
+
+
+def depth_onto(scout: WorkGrid, depth: np.ndarray, reference: sitk.Image) -> np.ndarray:
+    """The scout depth map linearly interpolated onto ``reference``'s grid (mm)."""
+    img = scout.to_image(depth.astype(np.float32))
+    out = sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, -100.0,
+                        sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def subcutaneous_fat(hu_s: np.ndarray, body: np.ndarray, depth: np.ndarray,
+                     spacing_mm: float) -> np.ndarray:
+    """Fat between the skin and the muscle wall (abdominal wall, back muscles), ≤ 60 mm deep.
+
+    The wall is the non-fat tissue under the skin, closed over gaps of ≈ 12 mm in each
+    axial slice; what it encloses is not subcutaneous.
+    """
+    fat = (hu_s < FAT_HU) & body & (depth > SKIN_MM) & (depth < SUBCUT_MAX_MM)
+    wall = (hu_s >= FAT_HU) & body & (depth > SKIN_MM + 1.0)
+    r = max(1, int(round(6.0 / spacing_mm)))
+    y, x = np.ogrid[-r:r + 1, -r:r + 1]
+    disk = x * x + y * y <= r * r
+    inner = np.zeros_like(fat)
+    for k in range(fat.shape[0]):
+        if wall[k].any():
+            closed = ndi.binary_closing(np.pad(wall[k], r), structure=disk)[r:-r, r:-r]
+            inner[k] = ndi.binary_fill_holes(closed)
+    fat &= ~inner
+    # only the fat reached from under the skin
+    seed = fat & (depth < SKIN_MM + 4.0)
+    lab, n = ndi.label(fat, structure=IN_SLICE)
+    if n == 0:
+        return fat
+    hit = np.unique(lab[seed])
+    return np.isin(lab, hit[hit > 0])
+
+
+@dataclass(frozen=True)
+class BowelRegion:
+    """The bowel no-go region on the scout grid and how it was obtained."""
+
+    mask: np.ndarray
+    provenance: str
+    notes: str
+    gas_ml: float
+
+
+def bowel_region(hu_s: np.ndarray, body: np.ndarray, depth: np.ndarray, scout: WorkGrid,
+                 curve_lps: np.ndarray, canal_lps: np.ndarray, retro: Optional[np.ndarray],
+                 z_range_mm: tuple) -> BowelRegion:
+    """Bowel and its contents, or a modelled peritoneal region where no gas shows.
+
+    Parameters
+    ----------
+    hu_s : numpy.ndarray
+        Smoothed CT (HU) on the scout grid.
+    body, depth : numpy.ndarray
+        Body outline and in-slice depth below the surface (mm) on the scout grid.
+    scout : WorkGrid
+        The scout grid.
+    curve_lps, canal_lps : numpy.ndarray
+        ``(n, 3)`` spine curve (body centres) and canal centres (LPS mm).
+    retro : numpy.ndarray of bool or None
+        Retroperitoneal structures already found on the scout grid (bone, psoas,
+        kidneys, vessels): the region lies in front of them and never in them.
+    z_range_mm : (float, float)
+        LPS z range (mm) of the lumbar spine; the modelled region spans it.
+    """
+    s = scout.spacing_mm
+    nz = hu_s.shape[0]
+    z = scout.origin_lps[2] + s * np.arange(nz)
+    order = np.argsort(curve_lps[:, 2])
+    cy = np.interp(z, curve_lps[order, 2], curve_lps[order, 1])
+    canal_y = np.interp(z, canal_lps[order, 2], canal_lps[order, 1])
+    y = scout.origin_lps[1] + s * np.arange(hu_s.shape[1])
+    # behind the spine there is no bowel: gas there is lung (or outside air in a fold)
+    behind = y[None, :, None] > canal_y[:, None, None]
+    deep = depth > WALL_MM
+    gas = (hu_s < GAS_HU) & body & deep
+    lab, n = ndi.label(gas)
+    if n:
+        touch = np.unique(lab[gas & behind])
+        gas &= ~np.isin(lab, touch[touch > 0])
+        sizes = np.bincount(lab[gas].ravel(), minlength=n + 1)
+        # a single voxel of −400 HU at 2 mm is noise or a fat/air partial volume
+        gas &= sizes[lab] * s**3 >= 2.0 * s**3
+    gas_ml = float(np.count_nonzero(gas)) * s**3 / 1000.0
+    front = y[None, :, None] < cy[:, None, None] + 10.0
+    if gas_ml >= 5.0:
+        r = max(1, int(round(8.0 / s)))
+        near = ndi.binary_dilation(gas, iterations=r)
+        contents = near & (hu_s > -60.0) & (hu_s < 150.0) & body & deep
+        m = gas | contents
+        m = ndi.binary_closing(m, iterations=max(1, int(round(4.0 / s))))
+        m &= body & deep & front
+        if retro is not None:
+            m &= ~retro
+        # the loops are the pieces that hold gas: drop islands of soft tissue alone
+        lab, n = ndi.label(m)
+        hit = np.unique(lab[gas & m])
+        m = np.isin(lab, hit[hit > 0])
+        return BowelRegion(m, "segmented", f"gas pockets ({gas_ml:.0f} ml) and the bowel "
+                           "contents and wall around them", gas_ml)
+    # modelled: the peritoneal cavity at the lumbar levels, in front of the retroperitoneum
+    zlo, zhi = z_range_mm
+    levels = (z >= zlo) & (z <= zhi)
+    ahead = y[None, :, None] < cy[:, None, None] - 5.0
+    m = body & deep & ahead & levels[:, None, None]
+    if retro is not None:
+        # anterior to whatever retroperitoneal structure lies behind in the same column
+        ret = retro & levels[:, None, None]
+        first = np.where(ret.any(axis=1), ret.argmax(axis=1), hu_s.shape[1])
+        jj = np.arange(hu_s.shape[1])[None, :, None]
+        m &= jj < first[:, None, :] - max(1, int(round(5.0 / s)))
+        m &= ~retro
+    return BowelRegion(m, "modelled", "no bowel gas was seen: modelled as the peritoneal "
+                       f"cavity in front of the psoas and the vertebral bodies, deeper than "
+                       f"{WALL_MM:.0f} mm under the skin (ANATOMY.md: bowel anterolateral to "
+                       "psoas)",
+                       gas_ml)

@@ -1,0 +1,227 @@
+"""Structures around the spine in ``segment_ct``: skin, body, ilium, psoas, vessels,
+kidneys and the bowel no-go region, on the phantom with and without contrast and on
+the real CT.  Thresholds sit a little under the figures measured with
+``benchmarks/segmentation.py`` (see the README), so a regression fails them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from surgplan.imaging.phantom import PhantomSpec, make_phantom
+from surgplan.imaging.phantom_truth import truth_anatomy
+from surgplan.imaging.segment import segment_ct
+from surgplan.imaging.segment.grid import WorkGrid
+from surgplan.imaging.segment.soft_tissue import (
+    bowel_region, subcutaneous_fat, surface_depth_mm,
+)
+
+VESSELS = ("aorta", "inferior vena cava", "common iliac artery left", "common iliac artery right",
+           "common iliac vein left", "common iliac vein right")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+@pytest.fixture(scope="session")
+def contrast_anatomy(small_phantom):
+    """segment_ct of the shared 1.6 mm contrast phantom, once per session."""
+    try:  # shared with the other segmentation tests when their cache is present
+        from tests.imaging.segment_cache import segmented
+    except ImportError:
+        return segment_ct(small_phantom.ct)
+    return segmented(small_phantom)
+
+
+@pytest.fixture(scope="session")
+def plain_case():
+    """The phantom without contrast at 2 mm (vessels and kidneys as blood and muscle)."""
+    case = make_phantom(PhantomSpec(spacing_mm=(2.0, 2.0, 2.0), noise_hu=15.0, seed=7,
+                                    contrast=False))
+    return case, segment_ct(case.ct), truth_anatomy(case)
+
+
+def _centroid_mm(anatomy, name):
+    return anatomy.structure(name).centroid_lps
+
+
+# --- the contrast phantom -------------------------------------------------------------------
+@pytest.mark.parametrize("name, at_least", [
+    ("ilium left", 0.85), ("ilium right", 0.85), ("psoas left", 0.8), ("psoas right", 0.78),
+    ("aorta", 0.9), ("inferior vena cava", 0.8), ("common iliac artery left", 0.7),
+    ("common iliac artery right", 0.65), ("kidney left", 0.7), ("kidney right", 0.68),
+    ("skin", 0.7), ("subcutaneous fat", 0.75), ("body", 0.72), ("bowel", 0.55),
+])
+def test_contrast_phantom_dice(contrast_anatomy, small_phantom_truth, name, at_least):
+    a = contrast_anatomy
+    assert name in a.names, a.findings
+    d = dice(a.mask(name), small_phantom_truth.mask(name))
+    assert d >= at_least, f"{name}: Dice {d:.3f} < {at_least}"
+
+
+def test_contrast_shows_the_vessels_and_kidneys_so_they_are_segmented(contrast_anatomy,
+                                                                      small_phantom_truth):
+    a = contrast_anatomy
+    for name in ("aorta", "common iliac artery left", "common iliac artery right",
+                 "inferior vena cava", "kidney left", "kidney right"):
+        assert a.structure(name).provenance == "segmented", name
+    # the bifurcation is found in the image, between L4 and the sacrum
+    z_fork = np.nonzero(a.mask("aorta").any(axis=(1, 2)))[0].min()
+    z_l4 = np.nonzero(small_phantom_truth.mask("L4").any(axis=(1, 2)))[0]
+    z_s1 = np.nonzero(small_phantom_truth.mask("S1").any(axis=(1, 2)))[0]
+    assert z_s1.max() <= z_fork <= z_l4.max()
+    assert any("bifurcation" in f for f in a.findings)
+
+
+def test_every_structure_says_its_provenance_and_every_voxel_in_the_body_is_labelled(
+        contrast_anatomy, small_phantom):
+    a = contrast_anatomy
+    for s in a.items:
+        assert s.provenance in ("segmented", "modelled")
+        if s.provenance == "modelled":
+            assert "ANATOMY" in s.notes or "modelled" in s.notes
+        assert a.mask(s.name).any(), s.name
+    labelled = (a.vertebrae > 0) | (a.structures > 0)
+    outline = small_phantom.labels > 0
+    # the union of the labels is the body outline (to within a voxel at its surface)
+    assert dice(labelled, outline) > 0.99
+    assert not labelled[0, 0, 0]
+
+
+def test_skin_is_a_thin_shell_on_the_sides_not_the_cut_faces(contrast_anatomy, small_phantom):
+    a = contrast_anatomy
+    skin = a.mask("skin")
+    mid = skin.shape[0] // 2
+    # ≈ 2 mm: one or two 1.6 mm voxels along a row through the flank
+    row = skin[mid, skin.shape[1] // 2]
+    first = int(np.nonzero(row)[0][0])
+    run = int(np.argmin(row[first:]))  # contiguous skin voxels from the surface inwards
+    assert 1 <= run <= 3
+    # the top and bottom slices are cuts through the patient, not skin
+    for k in (0, skin.shape[0] - 1):
+        inside = small_phantom.labels[k] > 0
+        assert np.count_nonzero(skin[k]) < 0.2 * np.count_nonzero(inside)
+
+
+def test_psoas_grows_from_l1_to_l5_beside_the_bodies(contrast_anatomy, small_phantom_truth):
+    a = contrast_anatomy
+    area = {}
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        ps = a.mask(f"psoas {side}")
+        for level in ("L1", "L3", "L5"):  # at the true levels: this tests psoas, not naming
+            c = small_phantom_truth.structure(level).centroid_lps
+            k = int(round(np.linalg.solve(a.ijk_to_lps[:3, :3], c - a.ijk_to_lps[:3, 3])[2]))
+            area[side, level] = np.count_nonzero(ps[k]) * float(np.prod(a.ijk_spacing_mm[:2]))
+        # lateral to the body, on its own side
+        pc = _centroid_mm(a, f"psoas {side}")
+        assert sign * (pc[0] - small_phantom_truth.structure("L3").centroid_lps[0]) > 20.0
+        assert area[side, "L1"] < area[side, "L3"] < area[side, "L5"]
+        assert 100.0 < area[side, "L1"] < 600.0 and 700.0 < area[side, "L5"] < 1800.0
+
+
+# --- no contrast: modelled vessels ----------------------------------------------------------
+def test_without_contrast_vessels_are_modelled_in_front_of_the_bodies(plain_case):
+    case, a, truth = plain_case
+    for name in VESSELS:
+        s = a.structure(name)
+        assert s.provenance == "modelled", name
+        assert "ANATOMY.md" in s.notes
+    assert any("no contrast-filled aorta" in f for f in a.findings)
+    # aorta left anterolateral, IVC right anterolateral, both in front of L3 (LPS: −y anterior)
+    l3 = a.structure("L3").centroid_lps
+    ao, ivc = _centroid_mm(a, "aorta"), _centroid_mm(a, "inferior vena cava")
+    assert ao[0] > l3[0] > ivc[0]
+    assert ao[1] < l3[1] - 15.0 and ivc[1] < l3[1] - 15.0
+    # never inside bone or disc
+    for name in VESSELS:
+        assert not np.any(a.mask(name) & (a.vertebrae > 0))
+    # the model matches the phantom's vessels, which were built from the same figures
+    assert dice(a.mask("aorta"), truth.mask("aorta")) > 0.75
+    assert dice(a.mask("inferior vena cava"), truth.mask("inferior vena cava")) > 0.75
+
+
+def test_without_contrast_kidneys_are_left_out_and_said(plain_case):
+    _, a, _ = plain_case
+    assert "kidney left" not in a.names and "kidney right" not in a.names
+    assert sum("kidney" in f and "contrast" in f for f in a.findings) == 2
+
+
+def test_without_contrast_psoas_and_ilium_are_still_segmented(plain_case):
+    _, a, truth = plain_case
+    for name, at_least in (("psoas left", 0.75), ("psoas right", 0.75), ("ilium left", 0.8),
+                           ("ilium right", 0.8)):
+        assert a.structure(name).provenance == "segmented"
+        assert dice(a.mask(name), truth.mask(name)) >= at_least, name
+
+
+# --- soft tissue on synthetic slices ----------------------------------------------------------
+def _slab(gas: bool):
+    """A 2 mm grid holding an elliptic 'abdomen': skin/fat/muscle wall, fat cavity, spine."""
+    nz, ny, nx = 12, 120, 160
+    y, x = np.mgrid[0:ny, 0:nx].astype(float)
+    r = np.hypot((x - 80) / 70.0, (y - 60) / 50.0)
+    hu = np.full((ny, nx), -1000.0)
+    hu[r <= 1.0] = -100.0  # subcutaneous fat
+    wall = (r <= 0.85) & (r > 0.75)
+    hu[wall] = 45.0
+    hu[r <= 0.75] = -90.0  # visceral fat
+    if gas:
+        hu[(np.hypot(x - 80, y - 35) < 6)] = -1000.0
+        hu[(np.hypot(x - 80, y - 35) >= 6) & (np.hypot(x - 80, y - 35) < 9)] = 40.0
+    vol = np.repeat(hu[None], nz, axis=0).astype(np.float32)
+    grid = WorkGrid(np.zeros(3), 2.0, vol.shape)
+    body = np.stack([ndi.binary_fill_holes(sl > -300) for sl in vol])  # as body_outline does
+    z = np.arange(nz) * 2.0
+    curve = np.stack([np.full(nz, 160.0), np.full(nz, 150.0), z], 1)  # body centre (x=80, y=75)
+    canal = curve + [0, 25.0, 0]
+    return vol, body, grid, curve, canal
+
+
+def test_surface_depth_and_subcutaneous_fat_stop_at_the_muscle_wall():
+    vol, body, grid, _, _ = _slab(gas=False)
+    depth = surface_depth_mm(body, grid.spacing_mm)
+    assert depth[0][body[0]].min() > 0 and depth[0][~body[0]].max() < 0
+    sub = subcutaneous_fat(vol, body, depth, grid.spacing_mm)
+    y, x = np.mgrid[0:120, 0:160]
+    r = np.hypot((x - 80) / 70.0, (y - 60) / 50.0)
+    assert sub[5][(r < 0.95) & (r > 0.88)].mean() > 0.9  # between skin and wall
+    assert not sub[5][r < 0.7].any()  # visceral fat is not subcutaneous
+
+
+def test_bowel_is_segmented_from_gas_and_modelled_without_it():
+    for gas in (True, False):
+        vol, body, grid, curve, canal = _slab(gas)
+        depth = surface_depth_mm(body, grid.spacing_mm)
+        res = bowel_region(vol, body, depth, grid, curve, canal, None, (0.0, 22.0))
+        assert res.mask.any()
+        assert res.provenance == ("segmented" if gas else "modelled")
+        # the region lies in front of the spine (−y) and inside the abdominal wall
+        yy = np.nonzero(res.mask)[1] * grid.spacing_mm
+        assert yy.max() < 150.0
+        assert not res.mask[depth < 20.0].any()
+
+
+# --- the real CT ----------------------------------------------------------------------------
+@pytest.mark.realdata
+def test_real_ct_surroundings(shared_data):
+    from surgplan.imaging.volume_files import read_volume_file
+
+    vol = read_volume_file(shared_data / "ct-abdomen-lumbar" / "ct.nii.gz")
+    a = segment_ct(vol)
+    # this CT shows neither an opacified aorta nor enhanced kidneys (vessels ≈ 45 HU)
+    assert a.structure("aorta").provenance == "modelled"
+    assert "kidney left" not in a.names
+    ml = float(np.prod(a.ijk_spacing_mm)) / 1000.0
+    l3 = a.structure("L3").centroid_lps
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        ps = a.structure(f"psoas {side}")
+        assert ps.provenance == "segmented"
+        assert 60.0 < np.count_nonzero(a.mask(ps.name)) * ml < 400.0
+        assert 20.0 < sign * (ps.centroid_lps[0] - l3[0]) < 80.0
+        il = a.structure(f"ilium {side}")
+        assert il.centroid_lps[2] < a.structure("L4").centroid_lps[2]
+        assert sign * (il.centroid_lps[0] - l3[0]) > 40.0
+    assert a.structure("skin").provenance == "segmented"
+    assert a.structure("bowel").provenance == "segmented"
