@@ -212,6 +212,7 @@ class Scene3D:
         self.surface_actors: Dict[str, object] = {}
         self.label_actors: Dict[str, object] = {}
         self._tool_actors: list = []
+        self.handles: dict = {}  # (tool index, 'entry'|'target') → (sphere actor, LPS point)
         self._scalar_actor = None
         self._volume_prop = None
         self.letters = OrientationLetters(self.renderer, font_scale=self.font_scale)
@@ -278,15 +279,63 @@ class Scene3D:
         for a in self._tool_actors:
             self.renderer.RemoveViewProp(a)
         self._tool_actors = []
-        for tool in tools:
+        self.handles = {}
+        for idx, tool in enumerate(tools):
             acts = [tool_actor(tool)]
             if tool.selected:
                 r = max(tool.diameter_mm / 2.0 + 1.0, 2.5)
-                acts += [_sphere_actor(tool.entry_lps, r, ENTRY_RGB),
-                         _sphere_actor(tool.target_lps, r, TARGET_RGB)]
+                entry = _sphere_actor(tool.entry_lps, r, ENTRY_RGB)
+                target = _sphere_actor(tool.target_lps, r, TARGET_RGB)
+                self.handles[(idx, "entry")] = (entry, tool.entry_lps)
+                self.handles[(idx, "target")] = (target, tool.target_lps)
+                acts += [entry, target]
             for a in acts:
                 self.renderer.AddActor(a)
                 self._tool_actors.append(a)
+
+    def handle_at(self, display_xy):
+        """``(tool_index, 'entry' | 'target')`` of the handle sphere under a display
+        point (VTK pixels, origin lower left), or ``None``."""
+        from vtkmodules.vtkRenderingCore import vtkPropPicker
+
+        if not getattr(self, "handles", None):
+            return None
+        picker = vtkPropPicker()
+        if not picker.Pick(float(display_xy[0]), float(display_xy[1]), 0.0, self.renderer):
+            return None
+        actor = picker.GetActor()
+        for key, (a, _) in self.handles.items():
+            if a is actor:
+                return key
+        return None
+
+    def drag_point(self, start_lps, display_xy) -> np.ndarray:
+        """Where a point dragged to a display position lands: on the plane through
+        ``start_lps`` facing the camera (the depth the user cannot see is kept)."""
+        r = self.renderer
+        cam = r.GetActiveCamera()
+        p0 = np.asarray(start_lps, float)
+        n = np.asarray(cam.GetDirectionOfProjection(), float)
+        r.SetDisplayPoint(float(display_xy[0]), float(display_xy[1]), 0.0)
+        r.DisplayToWorld()
+        w = np.array(r.GetWorldPoint(), float)
+        near = w[:3] / (w[3] or 1.0)
+        r.SetDisplayPoint(float(display_xy[0]), float(display_xy[1]), 1.0)
+        r.DisplayToWorld()
+        w = np.array(r.GetWorldPoint(), float)
+        far = w[:3] / (w[3] or 1.0)
+        ray = far - near
+        denom = float(ray @ n)
+        if abs(denom) < 1e-12:
+            return p0
+        t = float((p0 - near) @ n) / denom
+        return near + t * ray
+
+    def world_to_display(self, p_lps):
+        r = self.renderer
+        r.SetWorldPoint(*[float(v) for v in p_lps], 1.0)
+        r.WorldToDisplay()
+        return r.GetDisplayPoint()[:2]
 
     # --- entry risk map ------------------------------------------------------------------
     def set_scalar_surface(self, mesh, values, lo: float, hi: float, *, reverse: bool = False,

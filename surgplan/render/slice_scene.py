@@ -74,6 +74,37 @@ def _orthonormal_axes(u, v) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return u, v, np.cross(u, v)
 
 
+def measurement_text(kind: str, points) -> str:
+    """``'23.4 mm'`` for a finished distance, ``'32.0°'`` for a finished angle, else ``''``."""
+    pts = [np.asarray(p, float) for p in points]
+    if kind == "distance" and len(pts) == 2:
+        return f"{np.linalg.norm(pts[1] - pts[0]):.1f} mm"
+    if kind == "angle" and len(pts) == 3:
+        a, b = pts[0] - pts[1], pts[2] - pts[1]
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        if na > 0 and nb > 0:
+            c = float(np.clip(a @ b / (na * nb), -1.0, 1.0))
+            return f"{np.degrees(np.arccos(c)):.1f}°"
+    return ""
+
+
+def _world_text(text: str, x: float, y: float, font_scale: float):
+    from vtkmodules.vtkRenderingCore import vtkTextActor
+
+    a = vtkTextActor()
+    a.SetInput(text)
+    a.GetPositionCoordinate().SetCoordinateSystemToWorld()
+    a.GetPositionCoordinate().SetValue(float(x), float(y), _Z_HANDLE)
+    p = a.GetTextProperty()
+    p.SetFontSize(int(round(18 * font_scale)))
+    p.SetBold(True)
+    p.SetColor(1.0, 0.85, 0.2)
+    p.SetShadow(True)
+    p.SetJustificationToLeft()
+    p.SetVerticalJustificationToBottom()
+    return a
+
+
 def trajectory_axes(entry_lps, target_lps, roll_deg: float = 0.0) -> dict:
     """Screen axes of the two views that follow a tool, in LPS.
 
@@ -359,6 +390,8 @@ class SliceScene:
         self._transform.Modified()
         self._update_crosshair()
         self._update_tools()
+        if getattr(self, "_measurements", None):
+            self.set_measurements(self._measurements)
         self._update_text()
 
     def _update_crosshair(self) -> None:
@@ -434,6 +467,42 @@ class SliceScene:
                     h.PickableOff()
                     self.renderer.AddViewProp(h)
                     self._tool_actors.append(h)
+
+    def set_measurements(self, items) -> None:
+        """Draw measurements: ``[(kind, points_lps), …]`` with kind ``'distance'`` (two
+        points, labelled in mm) or ``'angle'`` (arm end, vertex, arm end; labelled in
+        degrees).  Fewer points draw an unfinished measurement without a label.
+        Lengths and angles are the true 3D values, drawn projected on this view."""
+        from vtkmodules.vtkFiltersSources import vtkLineSource
+        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
+
+        self._measurements = list(items)
+        for a in getattr(self, "_measure_actors", []):
+            self.renderer.RemoveViewProp(a)
+        self._measure_actors = []
+        for kind, pts in items:
+            pts = [np.asarray(p, float) for p in pts]
+            plane = [self.lps_to_plane(p) for p in pts]
+            for a, b in zip(plane, plane[1:]):
+                line = vtkLineSource()
+                line.SetPoint1(a[0], a[1], _Z_HANDLE)
+                line.SetPoint2(b[0], b[1], _Z_HANDLE)
+                m = vtkPolyDataMapper()
+                m.SetInputConnection(line.GetOutputPort())
+                act = vtkActor()
+                act.SetMapper(m)
+                act.GetProperty().SetColor(1.0, 0.85, 0.2)
+                act.GetProperty().SetLineWidth(max(2.0, 2.0 * self.font_scale))
+                act.GetProperty().LightingOff()
+                act.PickableOff()
+                self.renderer.AddViewProp(act)
+                self._measure_actors.append(act)
+            text = measurement_text(kind, pts)
+            if text:
+                at = plane[1] if kind == "angle" else (plane[0] + plane[1]) / 2.0
+                label = _world_text(text, at[0], at[1], self.font_scale)
+                self.renderer.AddViewProp(label)
+                self._measure_actors.append(label)
 
     def handle_at(self, display_xy, tolerance_px: float = 12.0):
         """Which handle of the selected tool is under a display point.

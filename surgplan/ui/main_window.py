@@ -157,6 +157,11 @@ class MainWindow(QMainWindow):
             v.strokeFinished.connect(self._stroke_finished)
             v.handleMoved.connect(self._handle_moved)
             v.handleReleased.connect(self._handle_released)
+            v.measured.connect(self._measure)
+        self.measurements: list = []  # finished (kind, [LPS points]); view annotations
+        self._measuring = None  # [kind, points, phase] while one is drawn
+        self.view3d.handleMoved.connect(self._handle_moved)
+        self.view3d.handleReleased.connect(self._handle_released)
         self._ctx = None  # PlanningContext of self._ctx_for (an Anatomy)
         self._ctx_for = None
         self._proposals: list = []
@@ -287,12 +292,21 @@ class MainWindow(QMainWindow):
                                       tip="Paint the selected structure on the slices")
         self.act_erase = self._action("Erase", lambda: self.set_mode("erase"), "E", True,
                                       tip="Erase the selected structure on the slices")
-        for a in (self.act_navigate, self.act_paint, self.act_erase):
+        self.act_distance = self._action("Measure distance", lambda: self.set_mode("distance"),
+                                         "M", True, tip="Drag in a slice to measure a distance")
+        self.act_angle = self._action("Measure angle", lambda: self.set_mode("angle"), "A", True,
+                                      tip="Drag the first arm from the vertex, then click the "
+                                      "end of the second arm")
+        self.act_clear_measure = self._action("Clear measurements", self.clear_measurements,
+                                              "Shift+M")
+        for a in (self.act_navigate, self.act_paint, self.act_erase, self.act_distance,
+                  self.act_angle):
             group.addAction(a)
         self.act_navigate.setChecked(True)
         for a in (self.act_undo, self.act_redo, None, self.act_segment, self.act_propose,
                   self.act_cancel, None,
-                  self.act_navigate, self.act_paint, self.act_erase):
+                  self.act_navigate, self.act_paint, self.act_erase, None, self.act_distance,
+                  self.act_angle, self.act_clear_measure):
             e.addSeparator() if a is None else e.addAction(a)
 
         v = m.addMenu("&View")
@@ -332,8 +346,8 @@ class MainWindow(QMainWindow):
         tb.addWidget(QLabel(" Window "))
         tb.addWidget(self.preset_box)
         tb.addSeparator()
-        for a in (self.act_navigate, self.act_paint, self.act_erase, self.act_layout,
-                  self.act_teaching):
+        for a in (self.act_navigate, self.act_paint, self.act_erase, self.act_distance,
+                  self.act_angle, self.act_layout, self.act_teaching):
             tb.addAction(a)
 
     # --- settings --------------------------------------------------------------------------
@@ -754,8 +768,9 @@ class MainWindow(QMainWindow):
     def set_mode(self, mode: str):
         for v in self.views:
             v.mode = mode
-        {"navigate": self.act_navigate, "paint": self.act_paint,
-         "erase": self.act_erase}[mode].setChecked(True)
+        {"navigate": self.act_navigate, "paint": self.act_paint, "erase": self.act_erase,
+         "distance": self.act_distance, "angle": self.act_angle}[mode].setChecked(True)
+        self._measuring = None
         if mode != "navigate" and not self.structures.selected_name():
             self.status_text.setText("Choose the structure to paint in the Structures list.")
 
@@ -785,6 +800,47 @@ class MainWindow(QMainWindow):
                                colours=self.structures.colours())
             v.scene.set_overlay_opacity(self.structures.opacity.value() / 100.0)
         self.render_all()
+
+    def _measure(self, mode: str, p_lps, released: bool):
+        """Build a distance (press → release) or an angle (vertex → first arm by a drag,
+        then a click at the end of the second arm) from slice-view mouse events."""
+        from surgplan.render.slice_scene import measurement_text
+
+        p = np.asarray(p_lps, float)
+        m = self._measuring
+        if m is None or m[0] != mode:
+            # A press starts a measurement: a distance [start, end] or an angle
+            # [arm end, vertex] (both at the press point until the mouse moves).
+            m = self._measuring = [mode, [p, p.copy()], 1]
+        elif mode == "angle" and m[2] == 2 and len(m[1]) == 2:
+            m[1].append(p)  # the press of the second arm
+        elif mode == "distance":
+            m[1][1] = p
+        elif m[2] == 1:
+            m[1][0] = p
+        else:
+            m[1][2] = p
+        if released:
+            if mode == "distance" or m[2] == 2:
+                self.measurements.append((mode, [q.copy() for q in m[1]]))
+                self._measuring = None
+                self.status_text.setText(f"Measured {measurement_text(mode, m[1])}")
+            else:
+                m[2] = 2  # now the second arm
+        self._show_measurements()
+
+    def _show_measurements(self):
+        items = list(self.measurements)
+        if self._measuring is not None:
+            items.append((self._measuring[0], list(self._measuring[1])))
+        for v in self.views:
+            v.scene.set_measurements(items)
+        self.render_all()
+
+    def clear_measurements(self):
+        self.measurements = []
+        self._measuring = None
+        self._show_measurements()
 
     def _stroke_finished(self):
         edited, self._stroke_anatomy = self._stroke_anatomy, None

@@ -7,6 +7,9 @@ so that every gesture is the same in every view:
 left click / drag      move the crosshair (all views follow); on a
                        plan handle: drag the entry or target
 left drag, paint mode  paint / erase the selected structure
+left drag, measuring   distance: from press to release; angle: drag
+                       the first arm from the vertex, then click the
+                       end of the second arm
 right drag             window (left–right) and level (up–down)
 middle drag / Shift    pan
 wheel                  next / previous slice
@@ -79,6 +82,9 @@ class SliceView(VtkView):
         Same, once at the end of the drag (the undoable edit).
     painted(object, bool)
         LPS point of a paint (``False``) or erase (``True``) dab.
+    measured(str, object, bool)
+        Measuring mode (``'distance'``/``'angle'``), LPS point, and whether the
+        button was released there.
     """
 
     cursorMoved = Signal(object)
@@ -87,6 +93,7 @@ class SliceView(VtkView):
     handleReleased = Signal(int, str, object)
     painted = Signal(object, bool)
     strokeFinished = Signal()
+    measured = Signal(str, object, bool)
 
     def __init__(self, orientation: str, font_scale: float = 1.0, parent=None):
         self.scene = SliceScene(orientation, font_scale=font_scale)
@@ -110,6 +117,9 @@ class SliceView(VtkView):
             hit = self.scene.handle_at(xy) if self.mode == "navigate" else None
             if hit is not None:
                 self._drag = ("handle",) + hit
+            elif self.mode in ("distance", "angle"):
+                self._drag = ("measure",)
+                self.measured.emit(self.mode, self.scene.display_to_lps(*xy), False)
             elif self.mode in ("paint", "erase"):
                 self._drag = ("paint",)
                 self.painted.emit(self.scene.display_to_lps(*xy), self.mode == "erase")
@@ -133,6 +143,8 @@ class SliceView(VtkView):
             self.handleMoved.emit(self._drag[1], self._drag[2], self.scene.display_to_lps(*xy))
         elif kind == "paint":
             self.painted.emit(self.scene.display_to_lps(*xy), self.mode == "erase")
+        elif kind == "measure":
+            self.measured.emit(self.mode, self.scene.display_to_lps(*xy), False)
         elif kind == "window":
             (w0, l0) = self._drag[1]
             dx = xy[0] - self._last[0]
@@ -155,6 +167,8 @@ class SliceView(VtkView):
                                      self.scene.display_to_lps(*self._device_xy(ev)))
         if self._drag is not None and self._drag[0] == "paint":
             self.strokeFinished.emit()
+        if self._drag is not None and self._drag[0] == "measure" and self.scene.volume is not None:
+            self.measured.emit(self.mode, self.scene.display_to_lps(*self._device_xy(ev)), True)
         self._drag = None
 
     def mouseDoubleClickEvent(self, ev):
@@ -208,7 +222,14 @@ class SliceView(VtkView):
 
 
 class View3D(VtkView):
-    """The 3D view: rotate with the left button, pan with the middle, zoom with the wheel."""
+    """The 3D view: rotate with the left button, pan with the middle, zoom with the wheel;
+    a left drag on the entry (green) or target (orange) sphere moves it.
+
+    Signals ``handleMoved`` / ``handleReleased`` as in :class:`SliceView`.
+    """
+
+    handleMoved = Signal(int, str, object)
+    handleReleased = Signal(int, str, object)
 
     def __init__(self, font_scale: float = 1.0, parent=None):
         self.scene = Scene3D(font_scale=font_scale)
@@ -218,6 +239,30 @@ class View3D(VtkView):
 
         self._style = vtkInteractorStyleTrackballCamera()
         self.GetRenderWindow().GetInteractor().SetInteractorStyle(self._style)
+
+    def mousePressEvent(self, ev):
+        self._drag = None
+        if ev.button() == Qt.MouseButton.LeftButton:
+            hit = self.scene.handle_at(self._device_xy(ev))
+            if hit is not None:
+                self._drag = (hit, np.asarray(self.scene.handles[hit][1], float))
+                return  # the handle moves, not the camera
+        super().mousePressEvent(ev)
+
+    def mouseMoveEvent(self, ev):
+        if getattr(self, "_drag", None) is not None:
+            (idx, which), start = self._drag
+            self.handleMoved.emit(idx, which, self.scene.drag_point(start, self._device_xy(ev)))
+            return
+        super().mouseMoveEvent(ev)
+
+    def mouseReleaseEvent(self, ev):
+        if getattr(self, "_drag", None) is not None:
+            (idx, which), start = self._drag
+            self._drag = None
+            self.handleReleased.emit(idx, which, self.scene.drag_point(start, self._device_xy(ev)))
+            return
+        super().mouseReleaseEvent(ev)
 
     def mouseDoubleClickEvent(self, ev):
         self.scene.reset_camera()

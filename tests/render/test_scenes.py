@@ -197,3 +197,20 @@ def test_auto_window_for_mr_spans_the_content():
     width, level = auto_window(arr, modality="MR")
     assert 300 < level < 900 and 300 < width < 1000
     assert auto_window(arr, modality="CT") == (1200.0, 250.0)
+
+
+def test_measurements_are_drawn_and_labelled(small_phantom):
+    from surgplan.render.slice_scene import measurement_text
+
+    s = SliceScene("axial")
+    s.set_volume(small_phantom.ct)
+    s.set_overlay_opacity(0.0)
+    c = s.cursor_lps
+    s.set_measurements([("distance", [c + [-30.0, 20, 0], c + [30.0, 20, 0]])])
+    img, _ = _render_at(s)
+    x, y = s.lps_to_display(c + [10.0, 20, 0])
+    yellow = _pixel(img, (x, y))
+    assert yellow[0] > 200 and yellow[1] > 170 and yellow[2] < 120
+    assert measurement_text("distance", [c, c + [3.0, 4.0, 0]]) == "5.0 mm"
+    assert measurement_text("angle", [c + [1.0, 0, 0], c, c + [0, 0, 2.0]]) == "90.0°"
+    assert measurement_text("angle", [c, c]) == ""

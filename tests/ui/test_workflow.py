@@ -304,3 +304,68 @@ def test_views_follow_the_tool_with_roll(qtbot, window, small_phantom, small_pha
     assert np.abs(got - TARGET_RGB).max() < 40
     win.plan_panel.follow.setChecked(False)
     assert np.allclose(along.n, [-1, 0, 0]) or np.allclose(np.abs(along.n), [1, 0, 0])
+
+
+def test_drag_the_entry_in_3d(qtbot, window, small_phantom):
+    """A left drag on the entry sphere moves the entry in the plane facing the camera;
+    elsewhere the same drag rotates the camera."""
+    from surgplan.planning import PROCEDURES, Trajectory
+    from surgplan.ui.session import Case
+
+    win = window
+    win.session.set_case(Case("phantom", [], {"ct": small_phantom.ct}, "ct"))
+    c = small_phantom.ct.index_to_lps(np.array(small_phantom.ct.shape_ijk) / 2.0)
+    t = Trajectory("teld", "L4-L5", "left", PROCEDURES["teld"].tool(), tuple(c + [60, 60, 0]),
+                   tuple(c))
+    win._add_trajectory(t, "add")
+    view = win.view3d
+    view.scene.reset_camera("posterior")
+    view.render()
+    h = view.GetRenderWindow().GetSize()[1]
+    dpr = view.devicePixelRatioF()
+    x, y = view.scene.world_to_display(t.entry_lps)
+    start = QPoint(int(round(x / dpr)), int(round((h - 1 - y) / dpr)))
+    cam = view.scene.renderer.GetActiveCamera()
+    direction = np.array(cam.GetDirectionOfProjection())
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=start)
+    qtbot.mouseMove(view, start + QPoint(0, -30))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=start + QPoint(0, -30))
+    moved = win.session.state.plan.trajectories[0]
+    shift = np.subtract(moved.entry_lps, t.entry_lps)
+    assert moved.target_lps == t.target_lps
+    assert np.linalg.norm(shift) > 5 and abs(shift @ direction) < 1e-3
+    assert shift[2] > 0  # dragged up the screen: toward the head seen from behind
+    assert np.allclose(cam.GetDirectionOfProjection(), direction)  # the camera stayed
+
+
+def test_measure_distance_and_angle_on_a_slice(qtbot, window, small_phantom):
+    from surgplan.ui.session import Case
+
+    win = window
+    win.session.set_case(Case("phantom", [], {"ct": small_phantom.ct}, "ct"))
+    axial = win.views[0]
+    c = axial.scene.cursor_lps
+    a, b = c + [-20.0, 0, 0], c + [20.0, 0, 0]
+    win.act_distance.trigger()
+    qtbot.mousePress(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, a))
+    qtbot.mouseMove(axial, _qt_pos(axial, b))
+    qtbot.mouseRelease(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, b))
+    ((kind, pts),) = win.measurements
+    length = np.linalg.norm(pts[1] - pts[0])
+    mmpp = axial.scene.scale_bar.mm_per_pixel()
+    assert kind == "distance" and length == pytest.approx(40.0, abs=2 * mmpp + 0.1)
+    assert "mm" in win.status_text.text()
+    # A right angle: first arm from the vertex along x, then the second arm along y.
+    win.act_angle.trigger()
+    arm2 = c + [0, -30.0, 0]
+    qtbot.mousePress(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, c))
+    qtbot.mouseMove(axial, _qt_pos(axial, b))
+    qtbot.mouseRelease(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, b))
+    assert len(win.measurements) == 1  # waiting for the second arm
+    qtbot.mouseClick(axial, Qt.MouseButton.LeftButton, pos=_qt_pos(axial, arm2))
+    kind, pts = win.measurements[-1]
+    from surgplan.render.slice_scene import measurement_text
+
+    assert kind == "angle" and measurement_text(kind, pts).startswith(("89.", "90.", "91."))
+    win.clear_measurements()
+    assert win.measurements == []
