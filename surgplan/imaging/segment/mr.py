@@ -151,7 +151,7 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
                         "of the others) was left out")
     check(cancel)
     report(0.75, "discs and dural sac")
-    disc_masks = ms.label_mr_discs(img, grid, segs, walls, bodies, scale)
+    disc_masks = ms.label_mr_discs(img, grid, segs, walls, bodies)
     taken = bodies > 0
     for m in disc_masks.values():
         taken |= m

@@ -440,11 +440,19 @@ def label_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list, mar
     """Vertebral bodies: 1-based segment index per voxel (0 = none), and their walls.
 
     For each segment between two disc planes: the signal of a 5 mm core at its
-    centre sets a band (median ± 2.5 robust SDs); voxels in the band, between the
-    endplates (the disc planes moved in by half the disc's height), in front of
-    the posterior wall and within the width of a body, connected to the core
-    after a 2 mm opening (which cuts the thin bridges to pedicles and psoas), with
-    holes filled.
+    centre sets a band (median ± 2.5 robust SDs).  Walks from the core find the
+    walls in front, behind (where the CSF begins) and at the sides
+    (:func:`body_walls`).  The body is the voxels in the band, between the
+    endplates (the disc planes moved in by half the disc's height), inside the
+    walls rounded to an oval (:data:`SHAPE_POWER`), connected to the core after
+    a 2 mm opening (which cuts thin bridges to pedicles, rib heads and psoas),
+    with holes filled.
+
+    Returns
+    -------
+    (numpy.ndarray, dict)
+        uint16 labels on the grid, and ``{segment index: (front, back, right,
+        left)}`` wall distances (mm) from each body's centre.
     """
     out = np.zeros(img_s.shape, np.uint16)
     half = {id(d.plane): d.half_height_mm for d in discs}
@@ -575,12 +583,13 @@ def refine_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list,
                   bodies: np.ndarray, walls: dict, scale: MrScale, marrow: float) -> np.ndarray:
     """Move each body's outline onto the strongest edges: a marker watershed.
 
-    The band of :func:`label_bodies` stops inside the dark cortex (and leaks
-    where the cortex is thin).  Here the eroded band result seeds each body,
-    and background seeds cover what cannot be body: CSF, dark cortex and flow
-    voids, the disc cores, and everything outside every segment's box (beyond
-    its disc planes, behind its posterior wall, wider than a body).  The flood
-    over the gradient magnitude then meets at the body's edge, the cortex.
+    The band of :func:`label_bodies` misses marrow of uneven signal (veins,
+    fatty patches) and stops short of the cortex.  Here the band result, eroded
+    by 2 mm, seeds each body; background seeds cover what cannot be body: CSF,
+    dark cortex and flow voids (below 0.55 × marrow), and everything outside
+    every body's walls (+ 3 mm) and its endplates (the disc cores).  The flood
+    over the gradient magnitude meets at the steepest edge; a shell of
+    :data:`CORTEX_MM` is then added for the cortex.
     """
     sp = grid.spacing_mm
     r = max(1, int(round(2.0 / sp)))
@@ -647,7 +656,7 @@ def refine_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list,
 
 
 def label_mr_discs(img_s: np.ndarray, grid: WorkGrid, segs: list, walls: dict,
-                   bodies: np.ndarray, scale: MrScale) -> dict:
+                   bodies: np.ndarray) -> dict:
     """Disc masks between vertebral bodies that were both outlined.
 
     A disc fills the space between two endplates: here, the voxels within
