@@ -46,6 +46,9 @@ from surgplan.ui.workers import Worker
 #: series of a small study get a thumbnail; bigger ones load when chosen).
 PRELOAD_VOXELS = 150_000_000
 MAX_RECENT = 8
+#: While a handle is dragged, the views other than the one under the mouse are
+#: redrawn at most this often (ms): the risk panel stays live on software OpenGL.
+DRAG_REDRAW_MS = 80
 #: Paint brush radius (mm).
 BRUSH_MM = 3.0
 #: Structures meshed for the 3D view (others are slices-only: skin, body …).
@@ -95,9 +98,12 @@ def _load_series(path: str, uid: str, *, progress=None, cancel=None):
 
 
 def _segment(volume, *, progress=None, cancel=None):
-    from surgplan.imaging.segment import segment_ct
+    from surgplan.imaging import segment as seg
 
-    anatomy = segment_ct(volume, progress=SubProgress(progress, 0.0, 0.8), cancel=cancel)
+    fn = seg.segment_ct
+    if (volume.modality or "").upper() == "MR" and hasattr(seg, "segment_mr"):
+        fn = seg.segment_mr  # once MR segmentation is public; segment_ct refuses MR clearly
+    anatomy = fn(volume, progress=SubProgress(progress, 0.0, 0.8), cancel=cancel)
     meshes = _meshes(anatomy, None, progress=SubProgress(progress, 0.8, 1.0), cancel=cancel)
     return anatomy, meshes
 
@@ -169,6 +175,10 @@ class MainWindow(QMainWindow):
         self._dragging = None  # (index, Trajectory) while a handle is dragged
         self._skin_mesh = None
         self.last_update_ms = None
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(DRAG_REDRAW_MS)
+        self._redraw_timer.timeout.connect(self.render_all)
 
         self.study = StudyPanel()
         self.study.seriesChosen.connect(self.choose_series)
@@ -1127,7 +1137,13 @@ class MainWindow(QMainWindow):
             self._metrics = evaluate(ctx, new)
             self.plan_panel.show_metrics(self._metrics)
         self._show_tools({index: new})
-        self.render_all()
+        # The risk panel and the view under the mouse follow every move; the other
+        # views (the 3D one costs most without a GPU) at most every DRAG_REDRAW_MS.
+        view = self.sender()
+        if hasattr(view, "render"):
+            view.render()
+        if not self._redraw_timer.isActive():
+            self._redraw_timer.start()
         self.last_update_ms = (time.perf_counter() - t0) * 1000.0
 
     def _handle_released(self, index, which, p_lps):
