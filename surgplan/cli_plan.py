@@ -140,9 +140,10 @@ def print_metrics(m, rank: Optional[int] = None, out=None) -> None:
             f"{k} {v:.2f} ml" for k, v in m.bone_removed_ml.items()) + "\n")
     if m.kambin is not None:
         k = m.kambin
+        where = "" if k.passes_inside is None else \
+            f"; the axis passes {'inside' if k.passes_inside else 'outside'} it"
         w(f"  Kambin triangle: inscribed circle {k.triangle.inscribed_diameter_mm:.1f} mm; "
-          f"tool {'fits' if k.fits else 'does not fit'}"
-          f"{'' if k.passes_inside is None else '; passes ' + ('inside' if k.passes_inside else 'outside') + ' it'}\n")
+          f"tool {'fits' if k.fits else 'does not fit'}{where}\n")
     elif m.kambin_note:
         w(f"  {m.kambin_note}\n")
     if m.pedicle is not None:

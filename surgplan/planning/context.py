@@ -69,7 +69,7 @@ class DistanceField:
     stride_ijk: np.ndarray = None
 
     def sample(self, points_lps: np.ndarray) -> np.ndarray:
-        """Trilinear signed distance (mm) at ``points_lps`` (…, 3); ``cap_mm`` outside the grid."""
+        """Trilinear signed distance (mm) at ``points_lps`` (…, 3); ``cap_mm`` off the grid."""
         p = np.asarray(points_lps, np.float64)
         shp = p.shape[:-1]
         ijk = apply_affine(self.lps_to_grid, p.reshape(-1, 3))
@@ -96,7 +96,7 @@ def apply_affine(a: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def _trilinear(vol: np.ndarray, ijk: np.ndarray, outside: float) -> np.ndarray:
-    """Trilinear interpolation of ``vol[k, j, i]`` at continuous ``ijk`` rows; ``outside`` beyond."""
+    """Trilinear interpolation of ``vol[k, j, i]`` at ``ijk`` rows (``outside`` off it)."""
     nk, nj, ni = vol.shape
     out = np.full(len(ijk), outside, np.float32)
     i, j, k = ijk[:, 0], ijk[:, 1], ijk[:, 2]
@@ -107,7 +107,9 @@ def _trilinear(vol: np.ndarray, ijk: np.ndarray, outside: float) -> np.ndarray:
     i0 = np.minimum(i.astype(np.intp), max(ni - 2, 0))
     j0 = np.minimum(j.astype(np.intp), max(nj - 2, 0))
     k0 = np.minimum(k.astype(np.intp), max(nk - 2, 0))
-    fi, fj, fk = (i - i0).astype(np.float32), (j - j0).astype(np.float32), (k - k0).astype(np.float32)
+    fi = (i - i0).astype(np.float32)
+    fj = (j - j0).astype(np.float32)
+    fk = (k - k0).astype(np.float32)
     i1 = np.minimum(i0 + 1, ni - 1)
     j1 = np.minimum(j0 + 1, nj - 1)
     k1 = np.minimum(k0 + 1, nk - 1)

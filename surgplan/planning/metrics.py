@@ -21,7 +21,7 @@ All numbers come from sampling the context's distance fields along the tool
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping, Optional, Tuple
 

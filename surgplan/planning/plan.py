@@ -79,7 +79,8 @@ class Tool:
         if self.implant_length_mm is not None:
             il = _finite(self.implant_length_mm, f"tool {self.name!r} implant_length_mm")
             if not 5 <= il <= 200:
-                raise ValueError(f"tool {self.name!r} implant_length_mm must be 5–200 mm, got {il}")
+                raise ValueError(
+                    f"tool {self.name!r} implant_length_mm must be 5–200 mm, got {il}")
             object.__setattr__(self, "implant_length_mm", il)
 
     @property

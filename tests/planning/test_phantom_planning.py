@@ -153,3 +153,48 @@ def test_evaluate_is_repeatable(ctx, teld):
     tr = teld[("L4-L5", "right")][0].trajectory
     a, b = evaluate(ctx, tr).to_dict(), evaluate(ctx, tr).to_dict()
     assert a == b
+
+
+def test_entry_risk_map_over_the_skin(ctx, teld):
+    from surgplan.planning import entry_risk_map
+
+    best = teld[("L4-L5", "left")][0]
+    target = np.asarray(best.trajectory.target_lps)
+    skin = ctx.skin_vertices_lps
+    near = skin[np.linalg.norm(skin - target, axis=1) < 175.0]
+    verts = near[np.linspace(0, len(near) - 1, 3000).astype(int)]
+    risk = entry_risk_map(ctx, "teld", target, verts, level="L4-L5", side="left")
+    assert risk.shape == (len(verts),)
+    assert ((risk >= 0) & (risk <= 1)).all()
+    assert (risk < 1).sum() > 50 and (risk == 1).sum() > 50
+    # the best proposal's own entry lies in the low-risk part of the map
+    own = entry_risk_map(ctx, "teld", target, [best.trajectory.entry_lps], level="L4-L5",
+                         side="left")[0]
+    assert own < np.percentile(risk[risk < 1], 25)
+    # entries straight behind the target reach it through the dural sac: infeasible
+    back = target + np.array([0.0, 90.0, 0.0])
+    assert entry_risk_map(ctx, "teld", target, [back], level="L4-L5", side="left")[0] == 1.0
+
+
+def test_build_reports_progress_and_can_be_cancelled(small_phantom_truth):
+    from surgplan.core.errors import OperationCancelled
+    from surgplan.core.progress import CancelToken
+
+    seen = []
+    token = CancelToken()
+
+    def progress(frac, msg):
+        seen.append((frac, msg))
+        if len(seen) == 3:
+            token.cancel()
+
+    with pytest.raises(OperationCancelled):
+        PlanningContext.build(small_phantom_truth, progress=progress, cancel=token)
+    assert seen[0][0] == 0.0 and all("planning" in m for _, m in seen)
+
+
+def test_a_level_not_in_the_anatomy_is_named(ctx):
+    from surgplan.core.errors import PlanningError
+
+    with pytest.raises(PlanningError, match="disc L5-L6 is not in the anatomy"):
+        propose(ctx, "teld", "L5-L6", "left")
