@@ -93,6 +93,10 @@ class OrientationLetters:
         self.actors["top"].SetInput(_direction_letters(up))
         self.actors["bottom"].SetInput(_direction_letters(-up))
 
+    def set_font_scale(self, font_scale: float) -> None:
+        for a in self.actors.values():
+            a.GetTextProperty().SetFontSize(int(round(22 * font_scale)))
+
     def texts(self) -> dict:
         """The letters shown, by edge (for tests and the report)."""
         return {k: a.GetInput() for k, a in self.actors.items()}
@@ -143,6 +147,11 @@ class ScaleBar:
         renderer.AddViewProp(self.label)
         self.length_mm = 0.0
         renderer.AddObserver("StartEvent", lambda *_: self.update())
+
+    def set_font_scale(self, font_scale: float) -> None:
+        self._font_scale = float(font_scale)
+        self.label.GetTextProperty().SetFontSize(int(round(18 * font_scale)))
+        self.bar.GetProperty().SetLineWidth(max(2.0, 3.0 * font_scale))
 
     def mm_per_pixel(self) -> float:
         cam = self._renderer.GetActiveCamera()
@@ -199,6 +208,10 @@ class CornerText:
             a.SetInput("")
             renderer.AddViewProp(a)
             self.actors[key] = a
+
+    def set_font_scale(self, font_scale: float) -> None:
+        for a in self.actors.values():
+            a.GetTextProperty().SetFontSize(int(round(15 * font_scale)))
 
     def set(self, corner: str, text: str) -> None:
         self.actors[corner].SetInput(text)

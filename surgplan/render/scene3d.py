@@ -437,6 +437,14 @@ class Scene3D:
         cam.SetPosition(*(p - d * dist))
         self.renderer.ResetCameraClippingRange()
 
+    def set_font_scale(self, font_scale: float) -> None:
+        """Resize the letters, corner text and structure names."""
+        self.font_scale = float(font_scale)
+        self.letters.set_font_scale(font_scale)
+        self.corners.set_font_scale(font_scale)
+        for a in self.label_actors.values():
+            a.GetTextProperty().SetFontSize(int(round(20 * font_scale)))
+
     def set_patient_text(self, upper_left: str, upper_right: str = "") -> None:
         self.corners.set("upper left", upper_left)
         self.corners.set("upper right", upper_right)

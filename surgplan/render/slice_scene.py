@@ -604,6 +604,16 @@ class SliceScene:
         self.corners.set("lower left", f"{self.name[:1].upper() + self.name[1:]}  {pos:+.1f} mm\n"
                          f"W {self.window[0]:.0f}  L {self.window[1]:.0f}")
 
+    def set_font_scale(self, font_scale: float) -> None:
+        """Resize every text and line of the view (projector, high-DPI screens)."""
+        self.font_scale = float(font_scale)
+        self.letters.set_font_scale(font_scale)
+        self.scale_bar.set_font_scale(font_scale)
+        self.corners.set_font_scale(font_scale)
+        self._cross_actor.GetProperty().SetLineWidth(max(1.0, 1.5 * font_scale))
+        if getattr(self, "_measurements", None):
+            self.set_measurements(self._measurements)
+
     def set_patient_text(self, upper_left: str, upper_right: str = "") -> None:
         """Patient and series lines (hide them with :meth:`set_patient_text_visible`)."""
         self.corners.set("upper left", upper_left)

@@ -20,8 +20,11 @@ def make_app(argv=None):
         app = QApplication(list(argv or ["surgplan"]))
     app.setOrganizationName("SurgPlan")
     app.setApplicationName("SurgPlan")
+    from PySide6.QtCore import QSettings
+
+    projector = QSettings("SurgPlan", "SurgPlan").value("view/projector", False, type=bool)
     f = QFont(app.font())
-    f.setPointSizeF(max(f.pointSizeF(), FONT_PT))
+    f.setPointSizeF(FONT_PT * (1.35 if projector else 1.0))
     app.setFont(f)
     return app
 

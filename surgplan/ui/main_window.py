@@ -331,8 +331,9 @@ class MainWindow(QMainWindow):
         self.act_layout = self._action("One large view", self.toggle_layout, "F9", True)
         self.act_teaching = self._action("Hide patient details (teaching)", self.set_teaching,
                                          "F10", True)
-        self.act_projector = self._action("Large text (projector; next start)",
-                                          self._set_projector, None, True)
+        self.act_projector = self._action("Large text (projector)", self._set_projector,
+                                          "Ctrl+Shift+T", True,
+                                          tip="Bigger text everywhere, readable across a room")
         self.act_reset = self._action("Reset views", self.reset_views, "Home")
         self.act_follow = self._action("Views along the tool", lambda: self.plan_panel.follow.toggle(),
                                        "F4", tip="Sagittal along the tool, coronal the probe's eye")
@@ -761,8 +762,21 @@ class MainWindow(QMainWindow):
         self.render_all()
 
     def _set_projector(self):
-        self.settings.setValue("view/projector", self.act_projector.isChecked())
-        self.status_text.setText("Text size changes at the next start.")
+        """Large text for a projector (1.5 × the panels' and the views' text), or normal."""
+        on = self.act_projector.isChecked()
+        self.settings.setValue("view/projector", on)
+        dpr = self.devicePixelRatioF()
+        self.font_scale = dpr * (1.5 if on else 1.0)
+        for v in self.views + [self.view3d]:
+            v.scene.set_font_scale(self.font_scale)
+        app = QApplication.instance()
+        if app is not None:
+            from surgplan.ui.app import FONT_PT
+
+            f = app.font()
+            f.setPointSizeF(FONT_PT * (1.35 if on else 1.0))
+            app.setFont(f)
+        self.render_all()
 
     def reset_views(self):
         for v in self.views:

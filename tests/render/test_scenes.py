@@ -214,3 +214,15 @@ def test_measurements_are_drawn_and_labelled(small_phantom):
     assert measurement_text("distance", [c, c + [3.0, 4.0, 0]]) == "5.0 mm"
     assert measurement_text("angle", [c + [1.0, 0, 0], c, c + [0, 0, 2.0]]) == "90.0°"
     assert measurement_text("angle", [c, c]) == ""
+
+
+def test_volume_rendering_shows_bone(small_phantom):
+    scene = Scene3D()
+    scene.set_volume_rendering(small_phantom.ct, True)
+    scene.reset_camera("anterior")
+    img = render_offscreen(scene, (300, 300))
+    centre = img[100:200, 100:200].reshape(-1, 3).astype(int)
+    assert (centre.sum(axis=1) > 300).sum() > 200  # bright bone where the spine is
+    scene.set_volume_rendering(None, False)
+    img = render_offscreen(scene, (300, 300))
+    assert img[100:200, 100:200].max() < 80  # background only

@@ -369,3 +369,35 @@ def test_measure_distance_and_angle_on_a_slice(qtbot, window, small_phantom):
     assert kind == "angle" and measurement_text(kind, pts).startswith(("89.", "90.", "91."))
     win.clear_measurements()
     assert win.measurements == []
+
+
+def test_a_broken_plan_file_gives_the_error_dialog(qtbot, window, small_phantom, tmp_path):
+    from surgplan.ui.session import Case
+
+    win = window
+    win.session.set_case(Case("phantom", [], {"ct": small_phantom.ct}, "ct"))
+    bad = tmp_path / "broken.surgplan"
+    bad.write_bytes(b"PK\x03\x04 this is not a complete zip")
+    assert win.open_case_file(bad) is None
+    box = win.last_error
+    assert box.isVisible() and str(bad) in box.informativeText()
+    assert "not a SurgPlan case file" in box.informativeText()
+    box.close()
+    assert win.session.case.volume is small_phantom.ct
+
+
+def test_projector_text_is_larger_and_persists(qtbot, window, settings, small_phantom):
+    from PySide6.QtWidgets import QApplication
+
+    from surgplan.ui.session import Case
+
+    win = window
+    win.session.set_case(Case("phantom", [], {"ct": small_phantom.ct}, "ct"))
+    letter = win.views[0].scene.letters.actors["right"].GetTextProperty()
+    before_vtk, before_qt = letter.GetFontSize(), QApplication.font().pointSizeF()
+    win.act_projector.trigger()
+    assert letter.GetFontSize() >= 1.4 * before_vtk
+    assert QApplication.font().pointSizeF() > before_qt
+    assert settings.value("view/projector", type=bool) is True
+    win.act_projector.trigger()
+    assert letter.GetFontSize() == before_vtk
