@@ -1,4 +1,4 @@
-"""Subcommands that take a study or a plan out of SurgPlan: ``anonymize`` and ``report``.
+"""Subcommands that take a study or a plan out of SurgPlan: ``anonymize``, ``report``, ``export``.
 
 :func:`register` adds them to the parser of :mod:`surgplan.cli`; each runs as
 ``cmd_NAME(args) -> int`` like the other subcommands, so SurgPlan's own errors
@@ -110,6 +110,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from surgplan.cli import TerminalProgress
+    from surgplan.core.progress import SubProgress
+    from surgplan.report.exports import export_case
+
+    plan = None
+    if args.plan:
+        from surgplan.planning import load_plan
+        from surgplan.report.pdf import check_complete
+
+        plan = load_plan(args.plan)
+        if not plan.trajectories:
+            check_complete(plan, (), args.plan)
+    progress = TerminalProgress()
+    vol, anatomy = load_case(args.path, series=args.series, modality=args.modality,
+                             segmentation=args.segmentation,
+                             progress=SubProgress(progress, 0, 0.4))
+    written = export_case(vol, anatomy, args.out, nifti=not args.no_nifti,
+                          dicom_seg=args.dicom_seg, meshes=not args.no_meshes,
+                          pictures=not args.no_pictures, plan=plan, source=args.path,
+                          anonymous=args.anonymous, progress=SubProgress(progress, 0.4, 1.0))
+    progress.done()
+    print(f"exported to {args.out}/" + (" (anonymous)" if args.anonymous else ""))
+    for key, value in written.items():
+        n = len(value) if isinstance(value, (list, dict)) else 1
+        print(f"    {key}: {n} file(s)" if key in ("meshes", "pictures") else f"    {key}")
+    return 0
+
+
 def register(sub) -> None:
     """Add the export subcommands to ``sub`` (the parser's ``add_subparsers`` object)."""
     s = sub.add_parser(
@@ -155,3 +184,28 @@ def register(sub) -> None:
     s.add_argument("--anonymous", action="store_true",
                    help="leave the patient's identity, dates, UIDs and paths out")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser(
+        "export",
+        help="write a case's label maps (NIfTI), DICOM SEG, meshes (STL, PLY), pictures, "
+        "plan and metrics",
+        description="Write the exports of a study into DIR: labels/*.nii.gz with "
+        "labels.json, segmentation.dcm (with --dicom-seg), meshes/ (STL and PLY per "
+        "structure, LPS mm), pictures/*.png, and with --plan also plan.json and metrics.csv "
+        "and the trajectory pictures. --anonymous leaves identity, dates, UIDs and paths out "
+        "of every file.",
+    )
+    s.add_argument("path", help="folder, .zip, DICOMDIR, DICOM file or volume file")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--segmentation", metavar="DIR",
+                   help="read the anatomy from this `surgplan segment` folder")
+    s.add_argument("--plan", help="plan file (JSON): adds plan.json, metrics.csv, pictures")
+    s.add_argument("--series", help="Series Instance UID to use")
+    s.add_argument("--modality", choices=["ct", "mr"], help="what the image is (NIfTI input)")
+    s.add_argument("--dicom-seg", action="store_true", help="also write segmentation.dcm")
+    s.add_argument("--no-nifti", action="store_true", help="skip the NIfTI label maps")
+    s.add_argument("--no-meshes", action="store_true", help="skip the STL/PLY meshes")
+    s.add_argument("--no-pictures", action="store_true", help="skip the PNG pictures")
+    s.add_argument("--anonymous", action="store_true",
+                   help="leave the patient's identity, dates, UIDs and paths out of every file")
+    s.set_defaults(func=cmd_export)

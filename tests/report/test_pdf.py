@@ -14,9 +14,7 @@ import pytest
 
 from surgplan.cli import main
 from surgplan.core.errors import PlanFileError
-from surgplan.planning import (CaseReference, Plan, PlanningContext, compute_target,
-                               get_procedure, save_plan)
-from surgplan.planning import Trajectory
+from surgplan.planning import CaseReference, Plan, save_plan
 from surgplan.report.pdf import ReportInputs, write_report_pdf
 from surgplan.report.plan_report import CSV_COLUMNS, build_report
 
@@ -30,35 +28,13 @@ def pdftext(path) -> str:
 
 
 @pytest.fixture(scope="module")
-def case(small_phantom, small_phantom_truth, tmp_path_factory):
-    """The phantom as a DICOM series, its segmentation folder, and a planning context."""
-    from surgplan.imaging.dicom.writer import write_series
-    from surgplan.imaging.loader import load_volume
-    from surgplan.imaging.segmentation_files import write_segmentation
-
-    d = tmp_path_factory.mktemp("case")
-    write_series(small_phantom.ct, d / "Roe_Jane_CT", modality="CT")
-    vol = load_volume(d / "Roe_Jane_CT")
-    write_segmentation(small_phantom_truth, vol, d / "seg", meshes=False)
-    ctx = PlanningContext.build(small_phantom_truth, vol)
-    return d, vol, small_phantom_truth, ctx
+def case(report_case):
+    return report_case
 
 
 @pytest.fixture(scope="module")
-def plan(case):
-    d, vol, anatomy, ctx = case
-    teld = get_procedure("teld")
-    target = compute_target(ctx, teld, "L4-L5", "left").target_lps
-    # A posterolateral entry from the left, 45° from the sagittal plane.
-    entry = np.asarray(target) + np.array([75.0, 75.0, 5.0])
-    t1 = Trajectory("teld", "L4-L5", "left", teld.tool(), tuple(entry), tuple(target),
-                    notes="Check the exiting L4 root on the axial slice first.")
-    screw = get_procedure("pedicle-screw")
-    st = compute_target(ctx, screw, "L4", "right")
-    t2 = Trajectory("pedicle-screw", "L4", "right", screw.tool(),
-                    tuple(np.asarray(st.target_lps) - 60.0 * np.asarray(st.direction)),
-                    tuple(st.target_lps))
-    return Plan(CaseReference.from_volume(vol), (t1, t2), notes="Left L4-L5 TELD.")
+def plan(report_plan):
+    return report_plan
 
 
 @dataclasses.dataclass
