@@ -43,6 +43,10 @@ _FALLBACK_CANAL_AP_MM = 16.0       # canal AP 15–18 mm
 _FALLBACK_CANAL_HALF_MM = 12.0     # interpedicular distance 21–27 mm
 _FALLBACK_PEDICLE_WIDTH_MM = 11.0  # isthmus 8–16 mm
 _FALLBACK_PEDICLE_HEIGHT_MM = 14.0
+#: Pedicle isthmus width by level (mm): L1 ≈ 8 → L5 ≈ 16 (Torun 2008; Cook & Baker 2021),
+#: thoracolumbar a little narrower, S1 ≈ 18 (ANATOMY.md, phantom table).
+_PEDICLE_WIDTH_MM = {"T10": 7.0, "T11": 7.0, "T12": 7.5, "L1": 8.0, "L2": 9.0, "L3": 10.5,
+                     "L4": 12.5, "L5": 16.0, "L6": 16.0, "S1": 18.0}
 #: Tallest pedicle band accepted (mm): 13–15 mm plus the flare into the body and arch.
 _MAX_PEDICLE_HEIGHT_MM = 18.0
 #: Spinous process: the midline bone this far behind the canal's posterior wall
@@ -199,10 +203,18 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
     for dw in (-6.0, -3.0, 0.0, 3.0, 6.0):
         for du in (-1.5, 0.0, 1.5):
             hit = probe(du, vs, w_mid + dw)
-            runs = [(a, b) for a, b in _runs(hit) if vs[b - 1] > -8.0]
-            if len(runs) >= 2 and vs[runs[0][0]] < 5.0:
-                backs.append(vs[runs[0][1] - 1] + STEP_MM / 2)
-                arches.append(vs[runs[1][0]] - STEP_MM / 2)
+            runs = _runs(hit)
+            # the canal is the widest gap between the body (from the front) and the arch;
+            # narrower gaps in front of it are dark patches in the body (the basivertebral
+            # vein's channel, osteoporotic cancellous bone)
+            if len(runs) < 2 or vs[runs[0][0]] > 5.0:
+                continue
+            gaps = [(vs[a2] - vs[b1 - 1], vs[b1 - 1], vs[a2]) for (_, b1), (a2, _) in
+                    zip(runs[:-1], runs[1:]) if vs[a2] > 0.0]
+            if gaps:
+                _, back, arch = max(gaps)
+                backs.append(back + STEP_MM / 2)
+                arches.append(arch - STEP_MM / 2)
     if backs:
         body_back = float(np.median(backs))
         canal_back = float(np.median(arches))
@@ -249,7 +261,7 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
         # wall, in the front half of the canal's depth (behind it the articular processes
         # continue the bone down to the facet joints, merged with it on 3 mm voxels)
         best = None
-        depths = body_back + np.array([0.15, 0.3, 0.45]) * (canal_back - body_back)
+        depths = body_back + np.array([0.3, 0.4, 0.5]) * (canal_back - body_back)
         for du in (2.0, 3.5):
             hit = probe(s * (cw + du), depths[:, None], ws[None, :]).any(axis=0)
             for a, b in _runs(hit):
@@ -279,8 +291,12 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
                 if runs:
                     ends.append(us[runs[0][1] - 1] + STEP_MM / 2)
         po = float(np.median(ends)) if ends else np.nan
-        if not (np.isfinite(po) and cw + 4.0 < po < cw + 25.0):
-            po = cw + _FALLBACK_PEDICLE_WIDTH_MM
+        expected = _PEDICLE_WIDTH_MM.get(name, _FALLBACK_PEDICLE_WIDTH_MM)
+        # a rib head (T12) or a transverse process merged with the pedicle reads wider
+        if not (np.isfinite(po) and 0.6 * expected < po - cw < 1.5 * expected):
+            po = cw + expected
+        else:
+            found.append(f"pedicle {side} width")
         outer[side] = po
     return ArchGeometry(name, frame, w_lo, w_hi, body_back, canal_back, canal_half, band, outer,
                         body_half, tuple(found), span.disc_below_mm)
