@@ -132,12 +132,13 @@ def print_metrics(m, rank: Optional[int] = None, out=None) -> None:
         if not s.assessed:
             w(f"  {s.name:28s} {'—':10s} {'not in the anatomy: not assessed':>32s}\n")
             continue
-        c = f"{s.clearance_mm:.1f} mm" if s.clearance_mm < 29.9 else "≥ 30 mm"
+        c = f"{s.clearance_mm:.1f} mm" if not s.far else f"> {s.clearance_mm:.0f} mm"
         w(f"  {s.name:28s} {s.provenance or '':10s} {c:>10s} "
           f"{100 * (s.contact_probability or 0):10.1f}% {s.cumulative_risk:9.3f}\n")
-    if m.bone_removed_ml:
-        w("  bone in the tool's path: " + ", ".join(
-            f"{k} {v:.2f} ml" for k, v in m.bone_removed_ml.items()) + "\n")
+    bone = {k: v for k, v in m.bone_removed_ml.items() if v >= 0.005}
+    if bone:
+        w("  bone in the tool's path: " + ", ".join(f"{k} {v:.2f} ml" for k, v in bone.items())
+          + "\n")
     if m.kambin is not None:
         k = m.kambin
         where = "" if k.passes_inside is None else \

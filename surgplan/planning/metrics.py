@@ -45,7 +45,9 @@ SOFTNESS_MM = 0.25
 class StructureRisk:
     """The risk one critical structure carries for a trajectory.
 
-    ``clearance_mm`` is from the tool's surface (≥ ``FIELD_CAP_MM`` reads as "far");
+    ``clearance_mm`` is from the tool's surface; ``far`` is True when the structure lies
+    beyond the distance field's reach (30 mm from the axis): the clearance is then at
+    least the value given;
     ``contact_probability`` in [0, 1]; ``assessed`` False when the structure is
     not in the anatomy (then the numbers are None and ``note`` says so).
     """
@@ -60,11 +62,13 @@ class StructureRisk:
     contact_probability: Optional[float]
     closest_lps: Optional[Tuple[float, float, float]]
     note: str = ""
+    far: bool = False
 
     def to_dict(self) -> dict:
         r = (lambda x, n=3: None if x is None else round(float(x), n))
         return {"name": self.name, "provenance": self.provenance, "assessed": self.assessed,
-                "clearance_mm": r(self.clearance_mm, 2), "margin_mm": self.margin_mm,
+                "clearance_mm": r(self.clearance_mm, 2), "far": self.far,
+                "margin_mm": self.margin_mm,
                 "hard": self.hard, "cumulative_risk": r(self.cumulative_risk),
                 "contact_probability": r(self.contact_probability, 4),
                 "closest_lps": None if self.closest_lps is None else
@@ -362,7 +366,8 @@ def evaluate(ctx: PlanningContext, trajectory: Trajectory, *,
         c = float(sd[k]) - r
         cum = float(danger(sd - r, cs.margin_mm).mean()) if len(sd) else 0.0
         risks.append(StructureRisk(name, ctx.provenance.get(name), True, c, cs.margin_mm,
-                                   cs.hard, cum, 0.0, tuple(float(v) for v in axis[k])))
+                                   cs.hard, cum, 0.0, tuple(float(v) for v in axis[k]),
+                                   far=bool(sd[k] >= f.cap_mm - 1e-3)))
         if c < sigma_far:
             near_fields[name] = f
     if near_fields and length > 0:
@@ -370,7 +375,7 @@ def evaluate(ctx: PlanningContext, trajectory: Trajectory, *,
                                       n_samples, lps_to_ijk=ctx.lps_to_ijk)
         risks = [s if s.name not in probs else
                  StructureRisk(s.name, s.provenance, True, s.clearance_mm, s.margin_mm, s.hard,
-                               s.cumulative_risk, probs[s.name], s.closest_lps, s.note)
+                               s.cumulative_risk, probs[s.name], s.closest_lps, s.note, s.far)
                  for s in risks]
 
     # bone in the cylinder -----------------------------------------------------------------
