@@ -90,7 +90,21 @@ def brush_mask(anatomy: Anatomy, centre_lps, radius_mm: float, *,
 
 def paint(anatomy: Anatomy, name: str, centre_lps, radius_mm: float, *, erase: bool = False,
           normal_lps=None, thickness_mm: Optional[float] = None) -> Anatomy:
-    """Add (or with ``erase`` remove) a brush of voxels to structure ``name``.
+    """Add (or with ``erase`` remove) one brush of voxels to structure ``name``.
+
+    See :func:`paint_stroke`, of which this is the one-dab case.
+    """
+    return paint_stroke(anatomy, name, [centre_lps], radius_mm, erase=erase,
+                        normal_lps=normal_lps, thickness_mm=thickness_mm)
+
+
+def paint_stroke(anatomy: Anatomy, name: str, centres_lps, radius_mm: float, *,
+                 erase: bool = False, normal_lps=None,
+                 thickness_mm: Optional[float] = None) -> Anatomy:
+    """Add (or with ``erase`` remove) the brushes at ``centres_lps`` to structure ``name``.
+
+    A whole mouse stroke is one edit: the label maps are copied once, whatever
+    the number of dabs.
 
     Painting a vertebra takes the voxels from any other vertebra (one label per
     voxel); painting another structure overwrites the ``structures`` map there.
@@ -107,28 +121,33 @@ def paint(anatomy: Anatomy, name: str, centre_lps, radius_mm: float, *, erase: b
     if not radius_mm > 0:
         raise ValueError(f"the brush radius must be positive, got {radius_mm} mm")
     s = anatomy.structure(name)
-    brush = brush_mask(anatomy, centre_lps, radius_mm, normal_lps=normal_lps,
-                       thickness_mm=thickness_mm)
-    if brush is None:
-        return anatomy
-    sl, m = brush
     src = getattr(anatomy, s.map)
-    block = src[sl]
-    if erase:
-        change = m & (block == s.label)
-        value = 0
-    else:
-        change = m & (block != s.label)
-        value = s.label
-    if not change.any():
+    value = 0 if erase else s.label
+    new_map = None
+    parts = None
+    count = 0
+    touched = {s.label}
+    for centre in np.asarray(centres_lps, float).reshape(-1, 3):
+        brush = brush_mask(anatomy, centre, radius_mm, normal_lps=normal_lps,
+                           thickness_mm=thickness_mm)
+        if brush is None:
+            continue
+        sl, m = brush
+        block = (new_map if new_map is not None else src)[sl]
+        change = m & ((block == s.label) if erase else (block != s.label))
+        if not change.any():
+            continue
+        if new_map is None:  # copy on the first real change only
+            new_map = np.array(src)
+            parts = np.array(anatomy.parts)
+            block = new_map[sl]
+        touched |= set(np.unique(block[change]).tolist()) - {0}
+        block[change] = value
+        parts[sl][change] = 0
+        count += int(change.sum())
+    if new_map is None:
         return anatomy
-    new_map = np.array(src)
-    new_map[sl][change] = value
-    parts = np.array(anatomy.parts)
-    parts[sl][change] = 0
-    count = int(change.sum())
     note = f"{'erased' if erase else 'painted'} {count} voxels by hand"
-    touched = {s.label} | set(np.unique(block[change]).tolist()) - {0}
     items = []
     for it in anatomy.items:
         if it.map == s.map and it.label in touched:

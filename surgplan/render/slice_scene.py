@@ -294,6 +294,12 @@ class SliceScene:
         self._update_lut()
         self.overlay_actor.SetVisibility(True)
 
+    def labels_modified(self) -> None:
+        """Redraw after the :class:`LabelDisplay` array was changed in place (paint preview)."""
+        if self._labels is not None:
+            self._label_image.GetPointData().GetScalars().Modified()
+            self._label_image.Modified()
+
     def _update_lut(self) -> None:
         if self._labels is None:
             return

@@ -205,7 +205,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_actions()
         self._restore_settings()
-        self._stroke_anatomy = None
+        self._stroke = None  # the paint stroke being drawn
         self._update_actions()
 
     # --- construction ----------------------------------------------------------------------
@@ -799,30 +799,40 @@ class MainWindow(QMainWindow):
             self.status_text.setText("Choose the structure to paint in the Structures list.")
 
     def _paint(self, p_lps, erase: bool):
-        from surgplan.imaging.anatomy_edits import paint
+        """One dab of a paint/erase stroke: previewed in the slices at once (only the
+        brush's voxels of the display map change); the anatomy is edited once, when
+        the stroke ends (one undo step)."""
+        from surgplan.imaging.anatomy_edits import brush_mask
 
         anatomy = self.session.state.anatomy
         name = self.structures.selected_name()
-        if anatomy is None or not name:
+        if anatomy is None or not name or self._labels is None:
             return
         view = self.sender()
         normal = view.scene.n if isinstance(view, SliceView) else None
-        base = self._stroke_anatomy or anatomy
-        try:
-            edited = paint(base, name, p_lps, BRUSH_MM, erase=erase, normal_lps=normal)
-        except Exception as exc:
-            self.report_error("Painting failed", exc)
+        stroke = self._stroke
+        if stroke is None:
+            # The preview draws into a private copy of the display map.
+            import dataclasses
+
+            self._labels = dataclasses.replace(self._labels, array=np.array(self._labels.array))
+            stroke = self._stroke = {"name": name, "erase": erase, "normal": normal, "points": []}
+            for v in self.views:
+                v.scene.set_labels(self._labels, visible=self.structures.visible_names(),
+                                   colours=self.structures.colours())
+        stroke["points"].append(np.asarray(p_lps, float))
+        brush = brush_mask(anatomy, p_lps, BRUSH_MM, normal_lps=normal)
+        if brush is None:
             return
-        if edited is base:
-            return
-        # During a stroke only the slices update; the stroke is one undo step at its end.
-        self._stroke_anatomy = edited
-        labels = label_display(edited)
-        self._labels = labels
+        sl, m = brush
+        value = self._labels.value_of(name)
+        block = self._labels.array[sl]
+        if erase:
+            block[m & (block == value)] = 0
+        else:
+            block[m] = value
         for v in self.views:
-            v.scene.set_labels(labels, visible=self.structures.visible_names(),
-                               colours=self.structures.colours())
-            v.scene.set_overlay_opacity(self.structures.opacity.value() / 100.0)
+            v.scene.labels_modified()
         self.render_all()
 
     def _measure(self, mode: str, p_lps, released: bool):
@@ -867,10 +877,24 @@ class MainWindow(QMainWindow):
         self._show_measurements()
 
     def _stroke_finished(self):
-        edited, self._stroke_anatomy = self._stroke_anatomy, None
-        if edited is not None:
-            name = self.structures.selected_name()
-            self.session.apply(f"paint {name}", anatomy=edited)
+        from surgplan.imaging.anatomy_edits import paint_stroke
+
+        stroke, self._stroke = self._stroke, None
+        anatomy = self.session.state.anatomy
+        if stroke is None or anatomy is None:
+            return
+        try:
+            edited = paint_stroke(anatomy, stroke["name"], stroke["points"], BRUSH_MM,
+                                  erase=stroke["erase"], normal_lps=stroke["normal"])
+        except (KeyError, ValueError) as exc:
+            self.report_error("Painting failed", exc)
+            edited = anatomy
+        if edited is anatomy:
+            self._show_anatomy()  # drop the preview
+            self.render_all()
+            return
+        verb = "erase" if stroke["erase"] else "paint"
+        self.session.apply(f"{verb} {stroke['name']}", anatomy=edited)
 
     def _edit(self, description: str, fn):
         anatomy = self.session.state.anatomy
