@@ -152,9 +152,10 @@ def _phantom_dice(case, anatomy, name):
 def test_phantom_vertebrae_are_whole_and_named_right(small_phantom, phantom_anatomy):
     """Every vertebra of the 1.6 mm phantom, its arch included, with its right name.
 
-    Floors are this grid's measured figures less a margin (T12 ≈ 0.87: the rib
-    necks; S1 ≈ 0.88: the lower sacrum); benchmarks/segmentation.py prints the
-    full-resolution figures against the 0.93 target.
+    Floors are this grid's measured figures less a margin (L1–L4 0.94–0.96, L5
+    0.92, T12 0.89: the rib necks; S1 0.89: the alae against the ilia);
+    benchmarks/segmentation.py prints the full-resolution figures against the
+    0.93 target.
     """
     case, a = small_phantom, phantom_anatomy
     assert a.vertebra_names == VERTEBRAE
@@ -162,7 +163,7 @@ def test_phantom_vertebrae_are_whole_and_named_right(small_phantom, phantom_anat
     for name in VERTEBRAE:
         assert _truth_of(case, a, name) == name
         assert not a.structure(name).provisional, a.findings
-        floor = 0.84 if name in ("T12", "S1", "L5") else 0.9
+        floor = {"T12": 0.86, "S1": 0.86, "L5": 0.88}.get(name, 0.91)
         assert _phantom_dice(case, a, name) >= floor, name
         r = np.argwhere(case.labels == case.label_value(name)).mean(0)[::-1] @ aff[:3, :3].T + aff[:3, 3]
         assert np.linalg.norm(a.structure(name).centroid_lps - r) <= 3.5, name

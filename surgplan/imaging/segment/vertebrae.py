@@ -44,6 +44,11 @@ MAX_LATERAL_MM = 65.0
 MAX_POSTERIOR_MM = 100.0
 #: How far (mm) beyond its disc planes a vertebra's arch may reach.
 SLAB_MARGIN_MM = 20.0
+#: A joint space is at least this much darker (HU) than the bone closing over it.
+JOINT_VALLEY_HU = 40.0
+#: How far below its centre (mm, along the curve) the lowest segment may reach
+#: when no disc bounds it: the sacrum is ≈ 100–120 mm long and curves backwards.
+SACRUM_REACH_MM = 130.0
 #: Soft tissue beside bone (muscle, fat-muscle mix) for the half-maximum edge (HU).
 SOFT_TISSUE_HU = 40.0
 #: The local peak for the half-maximum edge is capped here (HU): a small, very
@@ -145,7 +150,7 @@ def label_vertebrae(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve, segs: l
     # Everything below happens inside the box that the segments' reach spans
     # (the working grid is wider, for the ilia, psoas and kidneys), and each
     # segment's own tests only on the axial slabs its reach can touch.
-    corners = np.concatenate([_reach_corners(sg, 100.0 if (n == 0 and sg.lower is None) else 45.0)
+    corners = np.concatenate([_reach_corners(sg, SACRUM_REACH_MM if (n == 0 and sg.lower is None) else 45.0)
                               for n, sg in enumerate(segs)])
     lo = np.floor(grid.lps_to_index(corners.min(0))).astype(int) - 1
     hi = np.ceil(grid.lps_to_index(corners.max(0))).astype(int) + 2
@@ -156,6 +161,11 @@ def label_vertebrae(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve, segs: l
     sub = WorkGrid(grid.index_to_lps(lo.astype(float)), grid.spacing_mm, tuple(int(v) for v in hi - lo))
     out[box] = _label_in_box(np.ascontiguousarray(hu_s[box]), sub, segs, body[box])
     return out
+
+
+def half_disc(plane) -> float:
+    """Half the height (mm) of the band around a disc plane that is disc whatever it reads."""
+    return max(0.5 * plane.thickness_mm - 1.0, 1.5)
 
 
 def _reach_corners(sg, reach_down_mm: float) -> np.ndarray:
@@ -189,7 +199,7 @@ def _label_in_box(hu_s: np.ndarray, grid: WorkGrid, segs: list, body: np.ndarray
     outside = np.zeros(hu_s.size, bool)
     col_of = np.zeros(hu_s.size, np.uint16)
     for n, sg in enumerate(segs, start=1):
-        reach_down = 100.0 if (n == 1 and sg.lower is None) else 45.0
+        reach_down = SACRUM_REACH_MM if (n == 1 and sg.lower is None) else 45.0
         zc = grid.lps_to_index(_reach_corners(sg, reach_down))[:, 0]
         z0 = int(np.clip(np.floor(zc.min()) - 1, 0, shape[0]))
         z1 = int(np.clip(np.ceil(zc.max()) + 2, 0, shape[0]))
@@ -224,8 +234,7 @@ def _label_in_box(hu_s: np.ndarray, grid: WorkGrid, segs: list, body: np.ndarray
                 continue
             dist = np.abs(dist)
             soft = flat_hu < plane.endplate_hu
-            half = max(0.5 * plane.thickness_mm - 1.0, 1.5)
-            disc = (dist < 10.0) & (radial < BODY_RADIUS_MM + 5.0) & (soft | (dist < half))
+            disc = (dist < 10.0) & (radial < BODY_RADIUS_MM + 5.0) & (soft | (dist < half_disc(plane)))
             column &= ~disc
             not_disc[sl] &= ~disc
         s_seeds = seeds[sl]
@@ -244,12 +253,23 @@ def _label_in_box(hu_s: np.ndarray, grid: WorkGrid, segs: list, body: np.ndarray
         arch = middle & (np.abs(a_u) < 12.0) & (a_v > sg.canal_offset_mm + 6.0) \
             & (a_v < sg.canal_offset_mm + 45.0) & flat_bone[sl]
         s_seeds[arch & (s_seeds == 0)] = n
+        if reach_down == SACRUM_REACH_MM and above is not None:
+            # The sacrum: fused and long, with the ilia beside it.  Seeded from
+            # its body alone, the ilium markers (nearer along the bone) would take
+            # its alae and lower segments; its middle 80 mm is sacrum throughout,
+            # except just below the disc, behind the canal, where L5's inferior
+            # articular processes come down.
+            sacral = (np.abs(a_u) < 40.0) & (a_t > -reach_down) & flat_bone[sl] \
+                & ((above > 20.0) | (a_v < sg.canal_offset_mm - 7.0)) & (above > half_disc(sg.upper))
+            s_seeds[sacral & (s_seeds == 0)] = n
         near = (np.abs(a_u) < MAX_LATERAL_MM) & (a_v < sg.canal_offset_mm + MAX_POSTERIOR_MM) \
             & (a_v > -BODY_RADIUS_MM) & (a_t < 45.0) & (a_t > -reach_down)
         allowed[sl] |= near
         # in front of and beside the body nothing belongs to a vertebra (contrast-
         # filled iliac arteries and the aorta touch the bodies and read as bone)
-        outside[sl] |= inside & (a_v < 0.0) & (radial > BODY_RADIUS_MM + 3.0) & (np.abs(a_t) < 45.0)
+        # (the sacral alae reach forward beside the S1 body: only well in front there)
+        front = -15.0 if reach_down == SACRUM_REACH_MM else 0.0
+        outside[sl] |= inside & (a_v < front) & (radial > BODY_RADIUS_MM + 3.0) & (np.abs(a_t) < 45.0)
         # far lateral of every segment (within its height): ilium or rib
         lateral[sl] &= ~((np.abs(a_u) < LATERAL_MARKER_MM) & (a_t < 60.0)
                          & (a_t > -reach_down - 15.0))
@@ -272,7 +292,13 @@ def _label_in_box(hu_s: np.ndarray, grid: WorkGrid, segs: list, body: np.ndarray
     # thick cortex that joins neighbours at blurred facet joints (3 mm voxels)
     # and take the arches of the vertebrae above it before their own floods
     # start; with an arch marker per vertebra the nearest marker is its own.
-    elevation = np.where(domain, 0.0, 1.0).astype(np.float32)
+    # Joint spaces (facet, sacroiliac, costovertebral) are narrow valleys,
+    # darker than the bone within ≈ 3 mm on both sides: they are raised one
+    # level, so each side first takes all the bone it reaches without crossing one.
+    k = 2 * max(1, int(round(3.0 / grid.spacing_mm))) + 1
+    valley = (ndi.grey_closing(hu_s, size=(k, k, k)) - hu_s) > JOINT_VALLEY_HU
+    elevation = np.where(domain, valley.astype(np.float32), 2.0).astype(np.float32)
+    del valley
     ws = sitk.MorphologicalWatershedFromMarkers(
         grid.to_image(elevation), grid.to_image(seeds), markWatershedLine=False, fullyConnected=False
     )
@@ -293,7 +319,7 @@ def _label_in_box(hu_s: np.ndarray, grid: WorkGrid, segs: list, body: np.ndarray
         if sg.lower is not None:
             bad |= sg.lower.signed_mm(q) < -SLAB_MARGIN_MM
         else:
-            bad |= (q - sg.centre_lps) @ sg.t < -100.0
+            bad |= (q - sg.centre_lps) @ sg.t < -SACRUM_REACH_MM
         if sg.upper is not None:
             bad |= sg.upper.signed_mm(q) > SLAB_MARGIN_MM
         flat[sel[bad]] = 0
