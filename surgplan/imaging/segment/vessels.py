@@ -137,7 +137,9 @@ def _split_below_fork(tree: np.ndarray, frames: SliceFrames, grid: WorkGrid, min
     present = np.nonzero(tree.reshape(nz, -1).any(1))[0]
     if len(present) == 0:
         return tree, np.zeros_like(tree), np.zeros_like(tree), None
-    # the fork: the top of the lowest run of two-sided slices (≥ 4 slices long)
+    # the fork: the top of the lowest run of two-sided slices (≥ 4 slices long); a slice or
+    # two where noise bridges or breaks the sections does not end a run
+    two = ndi.binary_closing(two, structure=np.ones(5, bool)) | two
     k_fork = None
     run = 0
     for k in range(present.min(), present.max() + 1):
