@@ -286,6 +286,13 @@ class Deidentifier:
         self.series.add((str(ds.get("StudyInstanceUID", "") or ""),
                          str(ds.get("SeriesInstanceUID", "") or "")))
         self._clean(ds)
+        # Type 2 attributes of the Patient and General Study modules (every composite
+        # object has them) are present, if empty, so the copy is valid where the input
+        # left them out.
+        for kw in ("PatientBirthDate", "PatientSex", "ReferringPhysicianName", "StudyID",
+                   "AccessionNumber"):
+            if kw not in ds:
+                setattr(ds, kw, "")
         ds.PatientName = f"ANONYMOUS^P{n:04d}"
         digest = hashlib.sha256(self._secret + f"{name}\x00{pid}".encode()).hexdigest()
         ds.PatientID = "SP-" + digest[:12]

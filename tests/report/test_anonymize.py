@@ -326,3 +326,16 @@ def test_real_j2k_ct_with_empty_uids(shared_data, tmp_path):
     ds = pydicom.dcmread(res.files[0], stop_before_pixels=True)
     assert ds.StudyInstanceUID and ds.SeriesInstanceUID and ds.SOPInstanceUID
     assert not [w for w in after.warnings if w.code == "empty-uid"]
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) missing")
+def test_real_tilted_ct_anonymised_is_valid_and_the_same_volume(shared_data, tmp_path):
+    src = shared_data / "ct-head-gantry-tilt"
+    res = anonymize(src, tmp_path / "anon")
+    assert [Path(s.path).name for s in res.skipped] == ["LICENSE.txt"]
+    # The input lacks type-2 patient attributes; the copy has them (empty) and no error.
+    assert _dciodvfy_errors(res.files[0]) == set()
+    before, after = load_volume(src), load_volume(res.out_dir)
+    np.testing.assert_array_equal(after.array, before.array)
+    assert {w.code for w in after.warnings} >= {"gantry-tilt", "resampled"}
