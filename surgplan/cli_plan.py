@@ -21,6 +21,32 @@ def _point(text: str, what: str):
     return tuple(vals)
 
 
+def parse_tool(proc, text: str):
+    """A catalogue tool by name, or a user tool from ``NAME:DIAMETER_MM:WORKING_LENGTH_MM``.
+
+    Raises
+    ------
+    KeyError
+        Not a catalogue name and not in the user form (the message lists the names).
+    ValueError
+        The user form with invalid numbers.
+    """
+    from surgplan.planning.plan import Tool
+
+    parts = text.split(":")
+    if len(parts) == 3:
+        try:
+            d, length = float(parts[1]), float(parts[2])
+        except ValueError:
+            raise ValueError(f"--tool {text!r}: diameter and working length must be numbers "
+                             "(mm), e.g. cannula:7.5:180") from None
+        return Tool(parts[0], d, length, "user tool", "user")
+    try:
+        return proc.tool(text)
+    except KeyError as exc:
+        raise KeyError(f"{exc.args[0]}; or give your own as NAME:DIAMETER_MM:LENGTH_MM") from None
+
+
 def add_parser(sub) -> None:
     """Register ``plan`` on the ``surgplan`` sub-parsers."""
     from surgplan.planning.procedures import PROCEDURES
@@ -36,7 +62,8 @@ def add_parser(sub) -> None:
     s.add_argument("--procedure", required=True, choices=sorted(PROCEDURES))
     s.add_argument("--level", required=True, help="disc level (L4-L5) or vertebra (L4)")
     s.add_argument("--side", required=True, choices=["left", "right"])
-    s.add_argument("--tool", help="catalogue tool name (default: the procedure's first)")
+    s.add_argument("--tool", help="catalogue tool name (default: the procedure's first), or "
+                   "your own as NAME:DIAMETER_MM:WORKING_LENGTH_MM, e.g. cannula:7.5:180")
     s.add_argument("--entry", help="x,y,z entry in LPS mm (with --target: evaluate it)")
     s.add_argument("--target", help="x,y,z target in LPS mm")
     s.add_argument("--count", type=int, default=3, help="proposals to show (default 3)")
@@ -63,8 +90,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 2
     proc = get_procedure(args.procedure)
     try:
-        tool = proc.tool(args.tool) if args.tool else None
-    except KeyError as exc:
+        tool = parse_tool(proc, args.tool) if args.tool else None
+    except (KeyError, ValueError) as exc:
         print(f"surgplan plan: {exc.args[0]}", file=sys.stderr)
         return 2
     progress = TerminalProgress(stream=sys.stderr)  # the current stream (tests swap it)

@@ -431,21 +431,25 @@ def _bone_in_cylinder(ctx, axis, d, r, proc, upper, lower, side):
     if not hit.any():
         return out, 0.0
     verts = ctx.lookup(ctx.anatomy.vertebrae, pts).ravel()
+    other = np.isin(codes, (BONE_ILIUM_LEFT, BONE_ILIUM_RIGHT, BONE_RIB))
+    if other.any():  # ilium and ribs are named by their own structure label
+        verts = np.where(other, ctx.lookup(ctx.anatomy.structures, pts).ravel(), verts)
     vname = {s.label: s.name for s in ctx.anatomy.items if s.map == "vertebrae"}
+    sname = {s.label: s.name for s in ctx.anatomy.items if s.map == "structures"}
     keys = codes[hit].astype(np.int64) * 65536 + verts[hit].astype(np.int64)
     uk, cnt = np.unique(keys, return_counts=True)
     hard = 0.0
     hard_names = {n.format(upper=upper, lower=lower, side=side) for n in proc.hard_bone}
+    any_rib = any(n.startswith("rib") for n in proc.hard_bone)
     for k, n in zip(uk, cnt):
         code, vl = int(k // 65536), int(k % 65536)
         if code in (BONE_ILIUM_LEFT, BONE_ILIUM_RIGHT, BONE_RIB):
-            label = BONE_NAMES[code] if code != BONE_RIB else "rib T12 " + (
-                "left" if (pts.reshape(-1, 3)[hit][0][0] > 0) else "right")
+            label = sname.get(vl, BONE_NAMES[code])
         else:
             label = f"{vname.get(vl, 'vertebra')} {BONE_NAMES[code]}"
         ml = float(n) * dv
         out[label] = out.get(label, 0.0) + ml
-        if label in hard_names:
+        if label in hard_names or (code == BONE_RIB and any_rib):
             hard += ml
     return dict(sorted(out.items(), key=lambda kv: -kv[1])), hard
 

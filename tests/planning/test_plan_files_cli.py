@@ -119,3 +119,20 @@ def test_cli_plan_evaluates_a_given_trajectory(phantom_files, tmp_path, capsys):
     assert t["entry_lps"] == [70.0, 60.0, 60.0] and t["target_lps"] == [8.0, 12.0, 47.0]
     assert main(["plan", str(ct), "--procedure", "teld", "--level", "L4-L5", "--side", "left",
                  "--entry", "1,2,3"]) == 2
+
+
+def test_cli_tool_names_and_user_tools():
+    from surgplan.cli_plan import parse_tool
+    from surgplan.planning.procedures import get_procedure
+
+    teld = get_procedure("teld")
+    assert parse_tool(teld, "teld-cannula-6.0").diameter_mm == 6.0
+    user = parse_tool(teld, "wide:9.5:210")
+    assert (user.name, user.diameter_mm, user.working_length_mm, user.source) == \
+        ("wide", 9.5, 210.0, "user")
+    with pytest.raises(KeyError, match="teld-cannula-7.0"):
+        parse_tool(teld, "nonsense")
+    with pytest.raises(ValueError, match="must be numbers"):
+        parse_tool(teld, "wide:big:210")
+    with pytest.raises(ValueError, match="diameter_mm"):
+        parse_tool(teld, "wide:0:210")
