@@ -189,8 +189,9 @@ class MainWindow(QMainWindow):
         self.structures.segment_button.clicked.connect(self.segment)
         self.study_dock = self._add_dock("Study", self.study, Qt.DockWidgetArea.LeftDockWidgetArea,
                                          "studyDock")
-        self._add_dock("Structures", self.structures, Qt.DockWidgetArea.LeftDockWidgetArea,
-                       "structuresDock")
+        self.structures_dock = self._add_dock("Structures", self.structures,
+                                              Qt.DockWidgetArea.LeftDockWidgetArea,
+                                              "structuresDock")
         self.plan_panel = PlanPanel()
         self.plan_panel.proposeRequested.connect(self.propose_plan)
         self.plan_panel.proposalChosen.connect(self._add_proposal)
@@ -1351,6 +1352,9 @@ class MainWindow(QMainWindow):
             w = self.width()
             self.resizeDocks([self.study_dock, self.plan_dock], [int(w * 0.19), int(w * 0.28)],
                              Qt.Orientation.Horizontal)
+            h = self.height()
+            self.resizeDocks([self.study_dock, self.structures_dock], [int(h * 0.4), int(h * 0.6)],
+                             Qt.Orientation.Vertical)
 
     # --- closing ---------------------------------------------------------------------------------
     def closeEvent(self, ev):

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QPlainTextEdit,
     QPushButton,
     QSlider,
     QTreeWidget,
@@ -201,9 +202,13 @@ class StructurePanel(QWidget):
         lay.addLayout(row)
         self.edit_row = QHBoxLayout()
         lay.addLayout(self.edit_row)
-        self.findings = QLabel("")
-        self.findings.setWordWrap(True)
+        # Findings can be many sentences: a small scrolling box, so that the
+        # structure list keeps its room.
+        self.findings = QPlainTextEdit()
+        self.findings.setReadOnly(True)
         self.findings.setObjectName("findings")
+        self.findings.setMaximumHeight(110)
+        self.findings.setToolTip("What the segmentation found and could not find")
         lay.addWidget(self.findings)
         self._items: Dict[str, QTreeWidgetItem] = {}
         self._colours: Dict[str, tuple] = {}
@@ -236,11 +241,11 @@ class StructurePanel(QWidget):
                 it.setToolTip(1, tip)
                 self.tree.addTopLevelItem(it)
                 self._items[s.name] = it
-            self.findings.setText("\n".join(anatomy.findings[-6:]))
+            self.findings.setPlainText("\n".join(anatomy.findings))
             if current in self._items:
                 self.tree.setCurrentItem(self._items[current])
         else:
-            self.findings.setText("")
+            self.findings.setPlainText("")
         self._filling = False
 
     def names(self) -> list:
