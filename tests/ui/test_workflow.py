@@ -279,7 +279,7 @@ def test_views_follow_the_tool_with_roll(qtbot, window, small_phantom, small_pha
 
     win = window
     win.session.set_case(Case("phantom", [], {"ct": small_phantom.ct}, "ct"))
-    win.session.apply("segmentation", anatomy=small_phantom_truth)
+    # No anatomy needed: the views follow the plan alone (no surfaces or fields to build).
     c = small_phantom_truth.centroid_lps("disc L4-L5")
     t = Trajectory("teld", "L4-L5", "left", PROCEDURES["teld"].tool(), tuple(c + [80, 60, 10]),
                    tuple(c + [8, 5, 0]))
