@@ -44,6 +44,9 @@ def test_every_vertebra_voxel_has_a_part_and_nothing_else_does(seg):
         assert not present & {PART_CODES["sacral ala left"], PART_CODES["sacrum below S1"]}
     s1 = set(np.unique(seg.parts[seg.mask("S1")]).tolist())
     assert PART_CODES["sacral ala left"] in s1 and PART_CODES["sacral ala right"] in s1
+    # the SAPs of S1 bound the L5-S1 Kambin triangle
+    assert PART_CODES["superior articular process left"] in s1
+    assert PART_CODES["superior articular process right"] in s1
     assert PART_CODES["transverse process left"] not in s1
 
 

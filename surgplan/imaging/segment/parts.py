@@ -56,6 +56,8 @@ _SPINOUS_HALF_MM = 5.0
 #: An inferior articular process lies this far lateral to the canal wall (mm); medial
 #: to it, below the pedicle and behind the canal, is the lamina.
 _IAP_LATERAL_MM = 4.0
+#: S1 body height (mm): L5 ≈ 28, S1 as the phantom's and ANATOMY.md's adult.
+_SACRAL_BODY_HEIGHT_MM = 28.0
 #: Margin (mm) around a vertebra's label searched for its walls in the bone.
 _PROBE_PAD_MM = 40.0
 #: How far (mm) the pedicle reaches into the posterolateral corner of the body.
@@ -186,6 +188,58 @@ def spans_from_segments(segs: list, names: Dict[int, str]) -> Dict[int, Vertebra
                               None if sg.upper is None else sg.upper.point_lps,
                               float(getattr(sg.lower, "thickness_mm", float("nan"))))
     return out
+
+
+def sacral_span(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> VertebraSpan:
+    """S1's frame from its own superior endplate.
+
+    S1 has one disc above it and none below, so a frame from the spine curve and
+    the L5–S1 disc plane (a wedge: the disc's mid-plane is ≈ 8–16° off the sacral
+    endplate) can be tilted and off-centre by a centimetre.  The sacral endplate is
+    the top surface of the bone in front of the canal: fit a plane to it and put the
+    origin one half body height (28 mm, ANATOMY.md) below its centre, mid-depth.
+    Returns ``span`` unchanged when the surface cannot be found.
+    """
+    f = span.frame
+    zyx = np.argwhere(mask)
+    if len(zyx) < 50 or span.upper_lps is None:
+        return span
+    d = grid.index_to_lps(zyx) - f.origin_lps
+    u, v, w = d @ f.lr, d @ f.ap, d @ f.si
+    w_top = float((span.upper_lps - f.origin_lps) @ f.si)
+    near = (np.abs(u) < 14.0) & (w < w_top + 8.0) & (w > w_top - 45.0)
+    if near.sum() < 50:
+        return span
+    # the body's depth extent at this height: the front of the bone to the canal
+    v_front = float(np.percentile(v[near], 1))
+    col = near & (v < v_front + 30.0)
+    bins = np.floor(np.stack([u[col], v[col]], 1) / 2.0).astype(int)
+    keys, inv = np.unique(bins, axis=0, return_inverse=True)
+    top = np.full(len(keys), -np.inf)
+    np.maximum.at(top, inv.ravel(), w[col])
+    uv = (keys + 0.5) * 2.0
+    ok = np.isfinite(top)
+    if ok.sum() < 20:
+        return span
+    A = np.c_[uv[ok], np.ones(ok.sum())]
+    coef, *_ = np.linalg.lstsq(A, top[ok], rcond=None)
+    for _ in range(2):  # drop the rim / osteophytes and refit
+        res = np.abs(A @ coef - top[ok])
+        keep = res <= max(np.percentile(res, 80), 1.0)
+        coef, *_ = np.linalg.lstsq(A[keep], top[ok][keep], rcond=None)
+    n_loc = np.array([-coef[0], -coef[1], 1.0])
+    n_loc /= np.linalg.norm(n_loc)
+    if n_loc[2] < np.cos(np.radians(35.0)):
+        return span  # not a plausible endplate
+    si = n_loc[0] * f.lr + n_loc[1] * f.ap + n_loc[2] * f.si
+    ap = f.ap - (f.ap @ si) * si
+    ap /= np.linalg.norm(ap)
+    v_mid = v_front + 0.5 * min(30.0, float(np.percentile(v[col], 99)) - v_front)
+    centre_top = np.array([0.0, v_mid, coef[0] * 0.0 + coef[1] * v_mid + coef[2]])
+    top_lps = f.origin_lps + centre_top @ np.stack([f.lr, f.ap, f.si])
+    origin = top_lps - 0.5 * _SACRAL_BODY_HEIGHT_MM * si
+    frame = VertebraFrame(origin, si, ap, np.cross(ap, si))
+    return VertebraSpan(span.name, frame, None, top_lps, span.disc_below_mm)
 
 
 def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGeometry:
@@ -348,11 +402,16 @@ def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
     out[iap] = P["lamina"]
     h = g.w_upper_mm - g.w_lower_mm if np.isfinite(g.w_upper_mm - g.w_lower_mm) else 28.0
     w_top = g.w_upper_mm if np.isfinite(g.w_upper_mm) else 0.5 * h
-    ala = (au > g.body_half_width_mm) & (v < vm) & (w > w_top - h - 8.0)
+    # the ala lies lateral to the body, in front of the pedicles and below the endplate
+    # level, where the superior articular processes rise
+    ala = (au > g.body_half_width_mm) & (v < va - 2.0) & (w > w_top - h - 8.0) & (w <= w_top)
     out[ala] = side("sacral ala")[ala]
     # the S1 body merges into S2 below its middle; the sacral canal is behind
     upper = w > w_top - 0.55 * h
-    out[body & ~ala & upper] = P["body"]
+    out[body & ~ala & upper & (w <= w_top + 3.0)] = P["body"]
+    # S1's superior articular processes rise above its endplate, lateral to the canal
+    sap = ~medial & (w > w_top + 2.0) & (v > va - 8.0)
+    out[sap] = side("superior articular process")[sap]
     low = (w < w_top - h - 8.0) | ((v < vm) & ~ala & ~upper)
     out[low] = P["sacrum below S1"]
     return out
@@ -403,6 +462,8 @@ def label_parts(vert: np.ndarray, grid: WorkGrid, spans: Dict[int, VertebraSpan]
         probe_mask = sub if bone is None else (sub | bone[pad])
         origin = grid.index_to_lps(np.array([s.start for s in pad], float))
         sub_grid = WorkGrid(origin, grid.spacing_mm, sub.shape)
+        if name == "S1":
+            span = sacral_span(span, sub, sub_grid)
         g = measure_arch(span, probe_mask, sub_grid)
         arches[name] = g
         missing = {"canal walls", "pedicle left wall", "pedicle right wall"} - set(g.measured)
