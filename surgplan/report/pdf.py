@@ -503,8 +503,8 @@ def write_report_pdf(
         The plan is incomplete (see :func:`check_complete`).
     """
     from reportlab.lib.pagesizes import A4
-    from reportlab.platypus import (BaseDocTemplate, Frame, PageBreak, PageTemplate, Paragraph,
-                                    Spacer)
+    from reportlab.platypus import (BaseDocTemplate, Frame, KeepTogether, PageBreak,
+                                    PageTemplate, Paragraph, Spacer)
 
     check_complete(inputs.plan, inputs.metrics)
     _register_fonts()
@@ -599,16 +599,18 @@ def write_report_pdf(
     story += _anatomy_section(inputs, width, st)
 
     # --- notes and sign-off ---------------------------------------------------------------
-    story.append(Paragraph("Surgeon's notes and sign-off", st["h1"]))
     notes = [plan.notes] + [f"{t.name}: {t.notes}" for t in plan.trajectories if t.notes]
     notes = [x for x in notes if x]
-    story.append(Paragraph(_t("\n".join(notes)).replace("\n", "<br/>") if notes else
-                           "No notes were written in the plan.", st["body"]))
-    story.append(Spacer(1, 8))
     lines = [["Reviewed by (name)", ""], ["Signature", ""], ["Date", ""]]
-    story.append(_table(lines, [120, width - 120], header=False, styles=st,
-                        extra=[("ROWHEIGHT", (0, 0), (-1, -1), 22),
-                               ("TOPPADDING", (0, 0), (-1, -1), 8)]))
+    # The notes and the signature stay on one page: a signature alone on a page signs nothing.
+    story.append(KeepTogether([
+        Paragraph("Surgeon's notes and sign-off", st["h1"]),
+        Paragraph(_t("\n".join(notes)).replace("\n", "<br/>") if notes else
+                  "No notes were written in the plan.", st["body"]),
+        Spacer(1, 8),
+        _table(lines, [120, width - 120], header=False, styles=st,
+               extra=[("ROWHEIGHT", (0, 0), (-1, -1), 22), ("TOPPADDING", (0, 0), (-1, -1), 8)]),
+    ]))
 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -625,7 +627,7 @@ def write_report_pdf(
         doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=decor.draw)])
         check(cancel)
         report(0.9, "report: laying out pages")
-        doc.build(story, canvasmaker=_numbered_canvas_class())
+        doc.build(_keep_headings(story), canvasmaker=_numbered_canvas_class())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -637,9 +639,28 @@ def write_report_pdf(
     return out
 
 
+def _keep_headings(story: list) -> list:
+    """Keep every heading on the page of what follows it (no heading alone at a page foot)."""
+    from reportlab.platypus import KeepTogether, Paragraph
+
+    out: list = []
+    i = 0
+    while i < len(story):
+        item = story[i]
+        is_heading = isinstance(item, Paragraph) and item.style.name in ("h1", "h2")
+        if is_heading and i + 1 < len(story):
+            nxt = story[i + 1]
+            out.append(KeepTogether([item, nxt]))
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
 def _trajectory_section(n: int, m, figs, anatomy, width: float, st, titles) -> list:
     from reportlab.lib import colors
-    from reportlab.platypus import KeepTogether, PageBreak, Paragraph, Spacer
+    from reportlab.platypus import CondPageBreak, KeepTogether, Paragraph, Spacer
 
     from surgplan.planning.context import FIELD_CAP_MM
 
@@ -762,7 +783,9 @@ def _trajectory_section(n: int, m, figs, anatomy, width: float, st, titles) -> l
         for x in notes:
             out.append(Paragraph(_t(x), st["bullet"], bulletText="•"))
     if figs:
-        out.append(PageBreak())
+        # A new page only when less than a row of pictures fits; the grid's rows
+        # split across pages.
+        out.append(CondPageBreak(300))
         out.append(Paragraph(_t(f"Trajectory {n}: pictures"), st["h1"]))
         out += _figure_grid(list(figs), width, st)
     return [KeepTogether(out[:2])] + out[2:]
