@@ -227,8 +227,9 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
     """The best screw axis through a pedicle, found from the masks.
 
     The axis passes through the centroid of the pedicle part, parallel to the
-    endplates, along the long axis (principal component) of the pedicle's voxels in
-    the vertebra's axial plane.
+    endplates, along the long axis of the pedicle's voxels in the vertebra's axial plane
+    (their principal component, refined to the line through the centroids of their
+    posterior and anterior thirds), then shifted across itself to its deepest passage.
 
     Returns
     -------
@@ -256,10 +257,21 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
         uv = loc[:, :2] - centre[:2]
         _, vecs = np.linalg.eigh(np.cov(uv.T))
         major = vecs[:, -1]
-        ang0 = float(np.degrees(np.arctan2(abs(major[0]), abs(major[1]))))
-        if major[0] * major[1] * s < 0:  # the bar points anterolaterally: a lateral angle
-            ang0 = -ang0
-        ang = ang0
+        if major[1] > 0:
+            major = -major  # point anteriorly
+        # a short, wide pedicle (L5, S1) has its largest spread across, not along, its axis:
+        # the line through the centroids of its posterior and anterior thirds along the
+        # current axis is the bar's axis whatever its flare; three rounds settle it
+        for _ in range(3):
+            t = uv @ major
+            lo, hi = np.percentile(t, [33.3, 66.7])
+            a, b = uv[t <= lo].mean(0), uv[t >= hi].mean(0)
+            if not np.all(np.isfinite(b - a)) or np.linalg.norm(b - a) < 1e-6:
+                break
+            major = (b - a) / np.linalg.norm(b - a)
+            if major[1] > 0:
+                major = -major
+        ang = float(np.degrees(np.arctan2(-s * major[0], -major[1])))
         R = np.stack([fr.lr, fr.ap, fr.si])
         a = np.radians(ang)
         d_loc = np.array([-s * np.sin(a), -np.cos(a), 0.0])
