@@ -125,3 +125,33 @@ def test_sac_is_modelled_where_csf_cannot_be_told_from_fat():
     rm = res.root_models["nerve root L3 left"]
     assert rm.points_lps[1][2] < 25.0 - 1.0 and rm.points_lps[-1][0] > 30.0
     assert rm.diameter_mm == pytest.approx(4.5)
+
+
+@pytest.mark.realdata
+def test_real_ct_has_a_sac_in_the_canal_and_roots_under_the_pedicles(shared_data):
+    """The 3 mm abdominal CT: every lumbar root modelled below its pedicle, the sac in the canal."""
+    from surgplan.imaging.segment import segment_ct
+    from surgplan.imaging.volume_files import read_volume_file
+
+    a = segment_ct(read_volume_file(shared_data / "ct-abdomen-lumbar" / "ct.nii.gz"))
+    sac = a.structure("dural sac")
+    assert sac.provenance in ("segmented", "modelled") and sac.notes
+    sac_m = a.mask("dural sac")
+    vox_ml = float(np.prod(a.ijk_spacing_mm)) / 1000.0
+    # a lumbar sac of ≈ 150 mm² over ≈ 20 cm: 15–60 ml
+    assert 15.0 < sac_m.sum() * vox_ml < 60.0
+    assert not np.any(sac_m & (a.vertebrae > 0))
+    for name in LUMBAR:
+        frame = a.structure(name).frame
+        sac_here = _lps(a, sac_m)
+        near = np.abs((sac_here - frame.origin_lps) @ frame.si) < 10
+        # the sac lies behind the body, in the midline
+        off = sac_here[near] - frame.origin_lps
+        assert abs(np.median(off @ frame.lr)) < 6.0 and np.median(off @ frame.ap) > 10.0, name
+        for side in SIDES:
+            root = _lps(a, a.mask(root_name(name, side)))
+            ped = _lps(a, a.part_mask(f"pedicle {side}", name))
+            assert len(root) and len(ped), (name, side)
+            assert np.median((root - ped.mean(0)) @ frame.si) < 0, (name, side)
+            sign = 1 if side == "left" else -1
+            assert np.median((root - frame.origin_lps) @ frame.lr) * sign > 10, (name, side)
