@@ -132,6 +132,12 @@ class Trajectory:
             raise ValueError(f"tool must be a Tool, got {type(self.tool).__name__}")
         if not isinstance(self.level, str) or not self.level:
             raise ValueError(f"level must be text such as 'L4-L5', got {self.level!r}")
+        from surgplan.planning.procedures import get_procedure, split_level
+
+        try:
+            split_level(get_procedure(self.procedure), self.level)
+        except ValueError as exc:
+            raise ValueError(f"level: {exc}") from None
         e = as_point(self.entry_lps, "entry_lps")
         t = as_point(self.target_lps, "target_lps")
         if math.dist(e, t) < 1.0:

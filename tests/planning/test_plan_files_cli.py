@@ -136,3 +136,17 @@ def test_cli_tool_names_and_user_tools():
         parse_tool(teld, "wide:big:210")
     with pytest.raises(ValueError, match="diameter_mm"):
         parse_tool(teld, "wide:0:210")
+
+
+def test_level_must_fit_the_procedure(tmp_path):
+    t = Tool("x", 7.0, 175.0)
+    with pytest.raises(ValueError, match="level: teld is planned at a disc level"):
+        Trajectory("teld", "L4", "left", t, (0, 0, 0), (0, 0, 10))
+    with pytest.raises(ValueError, match="level: pedicle-screw is planned at a vertebra"):
+        Trajectory("pedicle-screw", "L4-L5", "left", t, (0, 0, 0), (0, 0, 10))
+    d = plan_to_dict(_plan())
+    d["trajectories"][0]["level"] = "L4"
+    path = tmp_path / "lvl.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(PlanFileError, match=r"field trajectories\[0\]\.level"):
+        load_plan(path)
