@@ -28,7 +28,7 @@ from surgplan.imaging.segment.parts import label_parts, spans_from_segments
 from surgplan.imaging.segment.spine_curve import fit_spine_curve
 from surgplan.imaging.segment.surroundings import SpineContext, segment_surroundings
 from surgplan.imaging.segment.vertebrae import (
-    BONE_HU, label_canal, label_discs, label_vertebrae, segments_from_planes,
+    BONE_HU, label_canal, label_discs, label_vertebrae, segments_from_planes, trim_ribs,
 )
 from surgplan.imaging.structures import disc_name, kind_of, level_of
 from surgplan.imaging.volume import Volume
@@ -141,6 +141,7 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     bottom_cut = curve.points_lps[0][2] - lo[2] < 25.0
     bone_w = (hw >= BONE_HU) & body_w
     ribs = rib_bearing_segments(hw, body_w, vert_w, pts_w, segs, WORK_MM)
+    vert_w = trim_ribs(vert_w, work, segs, ribs)
     naming = name_segments(bone_w.ravel(), pts_w, segs, WORK_MM**3 / 1000.0, bottom_cut,
                            rib_levels=ribs)
     del bone_w

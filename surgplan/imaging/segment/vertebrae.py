@@ -44,6 +44,9 @@ MAX_LATERAL_MM = 65.0
 MAX_POSTERIOR_MM = 100.0
 #: How far (mm) beyond its disc planes a vertebra's arch may reach.
 SLAB_MARGIN_MM = 20.0
+#: Lateral reach (mm) of a rib-bearing (thoracic) vertebra: T12's transverse
+#: processes are rudimentary, T11's end ≈ 30 mm from the midline.
+THORACIC_LATERAL_MM = 32.0
 #: A joint space is at least this much darker (HU) than the bone closing over it.
 JOINT_VALLEY_HU = 40.0
 #: How far below its centre (mm, along the curve) the lowest segment may reach
@@ -422,6 +425,28 @@ def _close_labels(lab: np.ndarray, free: np.ndarray, spacing_mm: float) -> np.nd
         closed = ndi.binary_fill_holes(closed | m)
         add = closed & (out[box] == 0) & free[box]
         out[box][add] = n
+    return out
+
+
+def trim_ribs(vert: np.ndarray, grid: WorkGrid, segs: list, rib_levels) -> np.ndarray:
+    """Cut the rib necks off the rib-bearing vertebrae (labels on ``grid``, 1-based).
+
+    Where a rib meets its vertebra without a visible joint space the geodesic
+    split leaves the rib's head and neck in the vertebra.  The transverse
+    processes of T11–T12 end within ≈ :data:`THORACIC_LATERAL_MM` of the
+    midline, so whatever such a label holds farther out is rib.
+    """
+    if not rib_levels:
+        return vert
+    out = vert.copy()
+    for k in rib_levels:
+        n = k + 1
+        idx = np.nonzero(out.ravel() == n)[0]
+        if len(idx) == 0:
+            continue
+        zyx = np.stack(np.unravel_index(idx, out.shape), axis=1)
+        a_u = (grid.index_to_lps(zyx) - segs[k].centre_lps) @ segs[k].u
+        out.ravel()[idx[np.abs(a_u) > THORACIC_LATERAL_MM]] = 0
     return out
 
 
