@@ -431,10 +431,12 @@ class MainWindow(QMainWindow):
             return None
         w = Worker(fn, title, self)
         self.worker = w
-        w.progressed.connect(self._job_progress)
-        w.succeeded.connect(lambda result: self._job_done(w, on_done, result))
-        w.failed.connect(lambda exc, tb: self._job_failed(w, exc, tb))
-        w.cancelled.connect(lambda: self._job_cancelled(w))
+        # Queued: the worker emits from its thread; the views change only in this one.
+        queued = Qt.ConnectionType.QueuedConnection
+        w.progressed.connect(self._job_progress, queued)
+        w.succeeded.connect(lambda result: self._job_done(w, on_done, result), queued)
+        w.failed.connect(lambda exc, tb: self._job_failed(w, exc, tb), queued)
+        w.cancelled.connect(lambda: self._job_cancelled(w), queued)
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)

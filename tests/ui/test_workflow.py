@@ -401,3 +401,25 @@ def test_projector_text_is_larger_and_persists(qtbot, window, settings, small_ph
     assert settings.value("view/projector", type=bool) is True
     win.act_projector.trigger()
     assert letter.GetFontSize() == before_vtk
+
+
+def test_dropping_a_folder_opens_it(qtbot, window, phantom_ct_dir):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    win = window
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(phantom_ct_dir))])
+    # As a desktop drag does: enter (the window accepts files), then drop.
+    enter = QDragEnterEvent(QPoint(200, 200), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(win, enter)
+    assert enter.isAccepted()
+    ev = QDropEvent(QPointF(200, 200), Qt.DropAction.CopyAction, mime,
+                    Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(win.jobFinished, timeout=30_000) as blocker:
+        QApplication.sendEvent(win, ev)
+    assert blocker.args[1]
+    assert win.session.case.source == str(phantom_ct_dir)
+    assert win.windowTitle().endswith(phantom_ct_dir.name)
