@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from surgplan.imaging.segment.body import IN_SLICE
@@ -56,14 +55,6 @@ def surface_depth_mm(body: np.ndarray, spacing_mm: float) -> np.ndarray:
             d = ndi.distance_transform_edt(body[k], sampling=spacing_mm)
             depth[k][body[k]] = d[body[k]] - half
     return depth
-
-
-def depth_onto(scout: WorkGrid, depth: np.ndarray, reference: sitk.Image) -> np.ndarray:
-    """The scout depth map linearly interpolated onto ``reference``'s grid (mm)."""
-    img = scout.to_image(depth.astype(np.float32))
-    out = sitk.Resample(img, reference, sitk.Transform(), sitk.sitkLinear, -100.0,
-                        sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out)
 
 
 def subcutaneous_fat(hu_s: np.ndarray, body: np.ndarray, depth: np.ndarray,

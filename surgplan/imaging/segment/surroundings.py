@@ -39,7 +39,7 @@ from surgplan.imaging.anatomy import Structure
 from surgplan.imaging.segment.body import IN_SLICE
 from surgplan.imaging.segment.grid import WorkGrid
 from surgplan.imaging.segment.soft_tissue import (
-    SKIN_MM, bowel_region, depth_onto, subcutaneous_fat, surface_depth_mm,
+    SKIN_MM, bowel_region, subcutaneous_fat, surface_depth_mm,
 )
 from surgplan.imaging.segment.spine_curve import SpineCurve
 from surgplan.imaging.segment.spine_frame import SliceFrames, slice_frames
@@ -139,46 +139,55 @@ class Surroundings:
             The new structures map, the new items, and findings.
         """
         out = np.array(structures, dtype=np.uint16, copy=True)
-        free = (out == 0) & (np.asarray(vertebrae) == 0)
+        vert = np.asarray(vertebrae)
         used = [s.label for s in items if s.map == "structures"]
         value = max(used + [int(out.max())]) + 1
-        depth = depth_onto(self.scout_grid, self.depth, image)
-        outline = depth > 0
         new_items = []
         findings = list(self.findings)
         names = [n for n in ORDER if n in self.work or n in self.scout]
         ribs = sorted(n for n in self.work if n.startswith("rib "))
         names[names.index("ilium right") + 1 if "ilium right" in names else 1:0] = ribs
-        work_map = np.zeros(self.work_grid.shape, np.uint16)
-        scout_map = np.zeros(self.scout_grid.shape, np.uint16)
-        values = {}
-        for n in names:
-            values[n] = value
-            value += 1
-        # lower priority first, so that the first in ORDER ends on top
-        for n in reversed(names):
+        # local codes 1… in uint8 maps on the coarse grids; lower priority painted first, so
+        # that the first in ORDER ends on top
+        work_map = np.zeros(self.work_grid.shape, np.uint8)
+        scout_map = np.zeros(self.scout_grid.shape, np.uint8)
+        for code in range(len(names), 0, -1):
+            n = names[code - 1]
             if n in self.work:
-                work_map[self.work[n][0]] = values[n]
+                work_map[self.work[n][0]] = code
             if n in self.scout:
-                scout_map[self.scout[n][0]] = values[n]
-        on_work = self.work_grid.labels_onto(work_map, image) if self.work else None
-        on_scout = self.scout_grid.labels_onto(scout_map, image) if self.scout else None
-        layer = np.zeros(out.shape, np.uint16)
-        if on_scout is not None:
-            layer = on_scout
-        if on_work is not None:
+                scout_map[self.scout[n][0]] = code
+        values = {n: value + i for i, n in enumerate(names)}
+        lut = np.array([0] + [values[n] for n in names], np.uint16)
+        skin_code = names.index("skin") + 1 if "skin" in names else 0
+        body_value = value + len(names)
+        work_img = self.work_grid.to_image(work_map)
+        scout_img = self.scout_grid.to_image(scout_map)
+        depth_img = self.scout_grid.to_image(self.depth.astype(np.float32))
+        # slab by slab: a 512 × 512 × 300 image never holds more than a slab of temporaries
+        nk = out.shape[0]
+        step = max(1, int(8_000_000 // max(out.shape[1] * out.shape[2], 1)))
+        for k0 in range(0, nk, step):
+            k1 = min(nk, k0 + step)
+            ref = _slab_reference(image, k0, k1)
+            depth = sitk.GetArrayFromImage(sitk.Resample(
+                depth_img, ref, sitk.Transform(), sitk.sitkLinear, -100.0, sitk.sitkFloat32))
+            outline = depth > 0
+            layer = sitk.GetArrayFromImage(sitk.Resample(
+                scout_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
+            fine = sitk.GetArrayFromImage(sitk.Resample(
+                work_img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))
             # work-grid structures are finer; scout ones fill what the working grid does not cover
-            layer = np.where(on_work > 0, on_work, layer)
-        skin = outline & (depth <= SKIN_MM)
-        if "skin" in values:
-            layer[skin] = values["skin"]
-        layer[~outline] = 0
-        take = free & (layer > 0)
-        out[take] = layer[take]
-        del layer, take
-        body = outline & (out == 0) & (np.asarray(vertebrae) == 0)
-        out[body] = value
-        del body, outline, free
+            np.copyto(layer, fine, where=fine > 0)
+            if skin_code:
+                layer[outline & (depth <= SKIN_MM)] = skin_code
+            layer[~outline] = 0
+            o = out[k0:k1]
+            free = (o == 0) & (vert[k0:k1] == 0)
+            take = free & (layer > 0)
+            o[take] = lut[layer[take]]
+            o[free & ~take & outline] = body_value
+        value = body_value
         centroids = _centroids(out, [values[n] for n in names] + [value], ijk_to_lps)
         for n in names:
             src = self.work.get(n) or self.scout.get(n)
@@ -193,6 +202,15 @@ class Surroundings:
                                        "inside the body outline, not otherwise labelled",
                                        centroids[value]))
         return out, new_items, findings
+
+
+def _slab_reference(image: sitk.Image, k0: int, k1: int) -> sitk.Image:
+    """An empty image on slices ``k0:k1`` (array axis 0) of ``image``'s grid."""
+    ref = sitk.Image([image.GetSize()[0], image.GetSize()[1], k1 - k0], sitk.sitkUInt8)
+    ref.SetOrigin(image.TransformIndexToPhysicalPoint([0, 0, int(k0)]))
+    ref.SetSpacing(image.GetSpacing())
+    ref.SetDirection(image.GetDirection())
+    return ref
 
 
 def _centroids(labels: np.ndarray, values: list, ijk_to_lps: np.ndarray) -> dict:
