@@ -339,3 +339,15 @@ def test_real_tilted_ct_anonymised_is_valid_and_the_same_volume(shared_data, tmp
     before, after = load_volume(src), load_volume(res.out_dir)
     np.testing.assert_array_equal(after.array, before.array)
     assert {w.code for w in after.warnings} >= {"gantry-tilt", "resampled"}
+
+
+def test_dicomdir_input(study_dir, crop, tmp_path):
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    for p in sorted((study_dir / "Roe_Jane" / "ct").glob("*.dcm")):
+        fs.add(p)
+    fs.write(tmp_path / "media")
+    res = anonymize(tmp_path / "media" / "DICOMDIR", tmp_path / "anon", date_offset_days=OFFSET)
+    assert len(res.files) == 16 and res.skipped == () and res.n_series == 1
+    np.testing.assert_array_equal(load_volume(res.out_dir).array, crop.array)
