@@ -116,7 +116,8 @@ class PedicleFit:
     hu_source: str
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 3) if isinstance(v, float) else v)
+        # a width that could not be measured is NaN here and null in JSON (NaN is not JSON)
+        return {k: ((round(v, 3) if math.isfinite(v) else None) if isinstance(v, float) else v)
                 for k, v in self.__dict__.items()}
 
 

@@ -211,3 +211,14 @@ def test_entry_risk_map_marks_paths_through_the_sac(box_ctx):
     assert risk.shape == (3,) and risk.dtype == np.float32
     assert risk[1] == 1.0
     assert 0.0 <= risk[0] < 1.0 and 0.0 <= risk[2] < 1.0
+
+
+def test_unmeasured_values_are_null_in_json():
+    import json
+
+    from surgplan.planning.metrics import PedicleFit
+
+    fit = PedicleFit("L4", "left", float("nan"), 6.5, False, 0.0, "A", 0.2, 0.7, 0.1, "masks")
+    d = fit.to_dict()
+    assert d["isthmus_width_mm"] is None
+    json.dumps(d, allow_nan=False)
