@@ -101,6 +101,7 @@ def run(path: Optional[str] = None, screenshot: Optional[str] = None, settings=N
             print(f"surgplan: {shot.error}", file=sys.stderr)
         else:
             print(f"screenshot written to {shot.out}")
+        win.session.dirty = False  # a scripted run leaves nothing to recover
         win.close()
         return shot.status
     return int(status)

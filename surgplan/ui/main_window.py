@@ -275,6 +275,9 @@ class MainWindow(QMainWindow):
                                           tip="Save the plan and the (edited) segmentation")
         self.act_open_plan = self._action("Open plan…", self.open_plan_dialog, "Ctrl+Shift+L",
                                           tip="Open a .surgplan file (the study must be at hand)")
+        self.act_recover = self._action("Recover unsaved work", self.recover,
+                                        tip="Reopen the plan and edits that were not saved "
+                                        "when SurgPlan last closed")
         self.recent_menu = f.addMenu("Recent")
         self.act_screenshot = self._action("Save screenshot…", self._screenshot_dialog, "F12")
         self.act_quit = self._action("Quit", self.close, "Ctrl+Q")
@@ -284,6 +287,7 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         f.addAction(self.act_open_plan)
         f.addAction(self.act_save_plan)
+        f.addAction(self.act_recover)
         f.addSeparator()
         f.addAction(self.act_screenshot)
         f.addAction(self.act_quit)
@@ -380,6 +384,40 @@ class MainWindow(QMainWindow):
         self.act_teaching.setChecked(self.settings.value("view/teaching", False, type=bool))
         self.act_projector.setChecked(self.settings.value("view/projector", False, type=bool))
         self._rebuild_recent()
+        self.act_recover.setEnabled(self.autosave_path().is_file())
+        if self.act_recover.isEnabled():
+            self.status_text.setText("Unsaved work from the last session can be recovered: "
+                                     "File ▸ Recover unsaved work.")
+
+    def autosave_path(self) -> Path:
+        """Where unsaved work is kept when the window closes (beside the settings file)."""
+        return Path(self.settings.fileName()).with_name("autosave" + ".surgplan")
+
+    def _autosave(self) -> None:
+        """On closing: keep unsaved plan and anatomy edits for File ▸ Recover."""
+        from surgplan.ui.case_files import save_case
+
+        st, case = self.session.state, self.session.case
+        path = self.autosave_path()
+        if not self.session.dirty or case.volume is None or (st.plan is None
+                                                              and st.anatomy is None):
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_case(path, st.plan, st.anatomy, case.volume, source=case.source,
+                      selected=st.selected)
+        except Exception as exc:  # closing must not fail; say what was not kept
+            import sys
+
+            print(f"surgplan: unsaved work could not be kept in {path}: {exc}", file=sys.stderr)
+
+    def recover(self) -> Optional[Worker]:
+        """Reopen the work kept at the last close (its study is opened first if needed)."""
+        path = self.autosave_path()
+        if not path.is_file():
+            self.status_text.setText("Nothing to recover.")
+            return None
+        return self.open_case_file(path)
 
     def _save_settings(self):
         s = self.settings
@@ -584,7 +622,7 @@ class MainWindow(QMainWindow):
             self._mesh_cache = {}
         if reason == "series":
             self.study.show_details(self.session.case)
-        if reason in ("case", "anatomy"):
+        if reason in ("case", "anatomy", "series"):
             self._show_anatomy()
             self.plan_panel.set_anatomy(self.session.state.anatomy)
             if self.plan_panel.risk_map.isChecked():
@@ -625,7 +663,11 @@ class MainWindow(QMainWindow):
     def _show_anatomy(self):
         anatomy = self.session.state.anatomy
         vol = self.session.case.volume
-        usable = anatomy is not None and vol is not None and tuple(anatomy.shape) == vol.array.shape
+        # The anatomy is drawn on a series only when it lies on that series' grid
+        # (another series of the study may share it, as the phantom's MR does).
+        usable = (anatomy is not None and vol is not None
+                  and tuple(anatomy.shape) == vol.array.shape
+                  and np.allclose(anatomy.ijk_to_lps, vol.ijk_to_lps, atol=1e-3))
         self.structures.show_anatomy(anatomy if usable else None)
         if not usable:
             self._labels = None
@@ -1250,6 +1292,9 @@ class MainWindow(QMainWindow):
         def done(p):
             self.session.dirty = False
             self._add_recent_plan(str(p))
+            if Path(p) != self.autosave_path():
+                self.autosave_path().unlink(missing_ok=True)
+                self.act_recover.setEnabled(False)
 
         return self.run_job("Saving the plan", lambda **kw: save_case(
             path, plan, anatomy, vol, source=case.source, selected=st.selected, **kw), done)
@@ -1365,6 +1410,7 @@ class MainWindow(QMainWindow):
             self.worker.cancel()
             self.worker.wait()
             self.worker = None
+        self._autosave()
         self._save_settings()
         for v in self.views + [self.view3d]:
             v.close_vtk()

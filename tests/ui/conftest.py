@@ -20,6 +20,18 @@ def phantom_ct_dir(tmp_path_factory, small_phantom):
     return out
 
 
+@pytest.fixture(scope="session")
+def phantom_study_dir(tmp_path_factory, small_phantom):
+    """A study folder with the phantom's CT and T2 MR series (same frame of reference)."""
+    from surgplan.imaging.dicom.writer import write_series
+    from surgplan.imaging.phantom import mr_volume
+
+    out = tmp_path_factory.mktemp("study")
+    write_series(small_phantom.ct, out / "ct", modality="CT")
+    write_series(mr_volume(small_phantom), out / "mr", modality="MR")
+    return out
+
+
 @pytest.fixture()
 def settings(tmp_path):
     from PySide6.QtCore import QSettings

@@ -423,3 +423,58 @@ def test_dropping_a_folder_opens_it(qtbot, window, phantom_ct_dir):
     assert blocker.args[1]
     assert win.session.case.source == str(phantom_ct_dir)
     assert win.windowTitle().endswith(phantom_ct_dir.name)
+
+
+def test_series_browser_switches_between_ct_and_mr(qtbot, window, phantom_study_dir):
+    win = window
+    assert open_and_wait(qtbot, win, phantom_study_dir)
+    lst = win.study.list
+    assert lst.count() == 2
+    texts = [lst.item(i).text() for i in range(2)]
+    assert texts[0].startswith("CT") and texts[1].startswith("MR")  # CT is the default
+    assert all(not lst.item(i).icon().isNull() for i in range(2))  # both have thumbnails
+    assert win.session.case.volume.modality == "CT"
+    mr_item = lst.item(1)
+    lst.itemClicked.emit(mr_item)
+    vol = win.session.case.volume
+    assert vol.modality == "MR"
+    axial = win.views[0]
+    # MR gets the automatic window (percentiles), not a HU preset.
+    assert win.preset_box.currentText() == "auto"
+    assert axial.scene.window != (1200.0, 250.0)
+    assert axial.pixels().std() > 10
+    assert "MR" in win.study.details.text()
+
+
+def test_unsaved_work_is_kept_on_close_and_recovered(qtbot, settings, phantom_ct_dir,
+                                                     small_phantom_truth):
+    from surgplan.ui.main_window import MainWindow
+
+    win = MainWindow(settings=settings, font_scale=1.0)
+    qtbot.addWidget(win)
+    win.show()
+    assert open_and_wait(qtbot, win, phantom_ct_dir)
+    vol = win.session.case.volume
+    assert np.allclose(vol.ijk_to_lps, small_phantom_truth.ijk_to_lps, atol=1e-3)
+    win.session.apply("segmentation", anatomy=small_phantom_truth.rename("L5", "L6"))
+    win._queue.clear()
+    if win.worker is not None:
+        win.worker.cancel()
+    qtbot.waitUntil(lambda: win.worker is None, timeout=30_000)
+    win.close()
+    assert win.autosave_path().is_file()
+    again = MainWindow(settings=settings, font_scale=1.0)
+    qtbot.addWidget(again)
+    again.show()
+    assert again.act_recover.isEnabled()
+    # The study is opened from the path the file names, then the work on it.
+    with qtbot.waitSignal(again.jobFinished, timeout=30_000):
+        again.recover()
+    qtbot.waitUntil(lambda: again.session.state.anatomy is not None, timeout=30_000)
+    assert "L6" in again.session.state.anatomy.names
+    again._queue.clear()
+    if again.worker is not None:
+        again.worker.cancel()
+    qtbot.waitUntil(lambda: again.worker is None, timeout=30_000)
+    again.session.dirty = False
+    again.close()
