@@ -60,6 +60,8 @@ ROOT_DIAMETER_MM = {"T10": 3.0, "T11": 3.1, "T12": 3.3, "L1": 3.5, "L2": 4.0, "L
 ROOT_ANGLE_DEG = 51.0
 #: Root exit from the dura ≈ 18 mm above the upper endplate of the lower vertebra.
 ROOT_EXIT_ABOVE_ENDPLATE_MM = 18.0
+#: How far (mm) the canal is followed beyond the last vertebra found, cranially.
+CRANIAL_EXTENSION_MM = 30.0
 #: Length (mm) of the modelled root beyond the foramen.
 ROOT_DISTAL_MM = 40.0
 ROOT_SOURCE = ("modelled from the segmented pedicle and canal: leaves the dural sac at the "
@@ -345,6 +347,26 @@ def _paint_tube(grid: WorkGrid, shape: tuple, pts: np.ndarray, radii: np.ndarray
     return out
 
 
+def _extend_cranially(curve: SpineCurve, length_mm: float) -> SpineCurve:
+    """The curve continued straight beyond its cranial end.
+
+    The spine curve ends with the last vertebra it found, but the canal (and the
+    sac) go on to the top of the field; a straight continuation of the last frame
+    covers the few centimetres the grid still holds.  Points outside the grid
+    simply label nothing.
+    """
+    n = int(round(length_mm / curve.step_mm))
+    if n <= 0 or len(curve.points_lps) < 2:
+        return curve
+    steps = (np.arange(1, n + 1) * curve.step_mm)[:, None]
+    t = curve.t[-1]
+    ext = lambda a: np.concatenate([a, np.repeat(a[-1:], n, axis=0)])  # noqa: E731
+    return SpineCurve(np.concatenate([curve.points_lps, curve.points_lps[-1] + steps * t]),
+                      ext(curve.t), ext(curve.u), ext(curve.v),
+                      np.concatenate([curve.canal_lps, curve.canal_lps[-1] + steps * t]),
+                      curve.step_mm)
+
+
 def model_neural(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
                  arches: Dict[str, ArchGeometry], taken: np.ndarray) -> NeuralResult:
     """Canal, dural sac and exiting roots on the working grid.
@@ -361,6 +383,7 @@ def model_neural(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
         Non-zero where bone (vertebrae) or disc was labelled.
     """
     shape = hu_s.shape
+    curve = _extend_cranially(curve, CRANIAL_EXTENSION_MM)
     tube, nearest, centres, radii = canal_tube(grid, curve, arches, shape)
     canal = tube & (taken == 0)
     sac_end = None
