@@ -376,12 +376,16 @@ def psoas(ctx: SpineContext, frames: SliceFrames, au: np.ndarray, av: np.ndarray
             hw = frames.half_width_mm[k]
             exp = expected[k] if np.isfinite(expected[k]) else 1250.0
             r = np.sqrt(exp / np.pi)
-            # beside the body: from its side to ≈ 2.5 radii beyond, no farther forward than
-            # one radius and 10 mm in front of it (below the spine curve, over the pelvic
-            # brim, the muscle runs forward), no farther back than the canal
+            # beside the body: from the outer part of its front (the muscle wraps onto it, the
+            # crura and great vessels lie nearer the midline) to ≈ 2.5 radii beyond its side,
+            # no farther forward than one radius and 10 mm in front of it (below the spine
+            # curve, over the pelvic brim, the muscle runs forward), and in front of the
+            # transverse processes, which stand out at the level of the canal
             ahead = r + 10.0 if frames.on_curve[k] else 2.5 * r + 30.0
-            roi = muscle[k] & (sgn * a_u > 5.0) & (sgn * a_u < hw + 2.5 * r + 15.0) \
-                & (a_v < frames.canal_v_mm[k] + 5.0) & (a_v > frames.front_mm[k] - ahead)
+            back = frames.canal_v_mm[k] - 3.0 if frames.on_curve[k] else frames.canal_v_mm[k] + 5.0
+            roi = muscle[k] & (sgn * a_u > max(5.0, 0.4 * hw)) \
+                & (sgn * a_u < hw + 2.5 * r + 15.0) & (a_v < back) \
+                & (a_v > frames.front_mm[k] - ahead)
             return ndi.binary_opening(roi, structure=open2)
 
         # seed slice: the component nearest the side of the body
