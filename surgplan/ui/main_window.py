@@ -49,6 +49,8 @@ MAX_RECENT = 8
 #: While a handle is dragged, the views other than the one under the mouse are
 #: redrawn at most this often (ms): the risk panel stays live on software OpenGL.
 DRAG_REDRAW_MS = 80
+#: Background jobs that derive data from the current state; edits may go on meanwhile.
+DERIVED_JOBS = ("Building surfaces", "Preparing the planner")
 #: Paint brush radius (mm).
 BRUSH_MM = 3.0
 #: Structures meshed for the 3D view (others are slices-only: skin, body …).
@@ -1008,8 +1010,11 @@ class MainWindow(QMainWindow):
         has_vol = s.case.volume is not None
         self.act_segment.setEnabled(has_vol and not self.busy)
         self.structures.segment_button.setEnabled(has_vol and not self.busy)
-        self.act_undo.setEnabled(s.can_undo and not self.busy)
-        self.act_redo.setEnabled(s.can_redo and not self.busy)
+        # Derived work (surfaces, distance fields) never blocks editing: its result
+        # is dropped when the anatomy it was made for is no longer current.
+        editing_ok = not self.busy or self.worker.title in DERIVED_JOBS
+        self.act_undo.setEnabled(s.can_undo and editing_ok)
+        self.act_redo.setEnabled(s.can_redo and editing_ok)
         self.act_undo.setText("Undo " + s.undo_text if s.can_undo else "Undo")
         self.act_redo.setText("Redo " + s.redo_text if s.can_redo else "Redo")
         for a in (self.act_open, self.act_open_file, self.act_demo, self.act_open_plan):
