@@ -15,7 +15,9 @@ into a new folder.  The actions follow Table E.1-1 of PS3.15 (Annex E), with the
 * **empty** (Z) the type-2 identifiers (accession number, study ID, birth date,
   sex …) and every person name that is not the patient's;
 * **dummy** (D): the patient's name and ID become a pseudonym that is the same
-  for every file of one patient within a run (``ANONYMOUS^P0001``, ``SP-…``);
+  for every file of one patient within a run (``ANONYMOUS^P0001``, ``SP-…``); the
+  device serial number and software versions (type 1 in enhanced objects) become
+  ``REMOVED``;
 * **new UIDs** (U): every instance, series, study, frame-of-reference and
   referenced UID — also inside sequences and in the file meta — is replaced by a
   ``2.25.`` UID derived from the original and a secret drawn once per run, so
@@ -71,14 +73,14 @@ from surgplan.imaging.sources import SkippedFile, open_input
 
 #: Removed (X).
 REMOVE = frozenset("""
-AcquisitionComments AcquisitionContextSequence AcquisitionProtocolDescription
+AcquisitionComments AcquisitionProtocolDescription
 AcquisitionDeviceProcessingDescription ActualHumanPerformersSequence AdditionalPatientHistory
 AdmissionID AdmittingDiagnosesCodeSequence AdmittingDiagnosesDescription Allergies
 AuthorObserverSequence BranchOfService CassetteID CommentsOnThePerformedProcedureStep
 ConfidentialityConstraintOnPatientDataDescription ConsultingPhysicianIdentificationSequence
 ContentCreatorIdentificationCodeSequence ContentSequence ContributionDescription
 CountryOfResidence CurrentPatientLocation CustodialOrganizationSequence DataSetTrailingPadding
-DerivationDescription DetectorID DeviceDescription DeviceSerialNumber DigitalSignaturesSequence
+DerivationDescription DetectorID DeviceDescription DigitalSignaturesSequence
 DischargeDiagnosisDescription DistributionAddress DistributionName EthnicGroup FrameComments
 GantryID GeneratorID HumanPerformerName HumanPerformerOrganization IconImageSequence
 IdentifyingComments ImageComments ImagePresentationComments ImagingServiceRequestComments
@@ -125,15 +127,20 @@ ScheduledProcedureStepID ScheduledProcedureStepLocation ScheduledProcedureStepSt
 ScheduledProcedureStepStartTime ScheduledStationAETitle
 ScheduledStationGeographicLocationCodeSequence ScheduledStationName
 ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle
-SeriesDescription ServiceEpisodeDescription ServiceEpisodeID SmokingStatus SoftwareVersions
+SeriesDescription ServiceEpisodeDescription ServiceEpisodeID SmokingStatus
 SpecialNeeds StationName StudyComments StudyDescription StudyIDIssuer TextComments TextString
 TimezoneOffsetFromUTC TopicAuthor TopicKeywords TopicSubject TopicTitle VerifyingOrganization
 VisitComments DateOfLastCalibration TimeOfLastCalibration
 """.split())
 
+#: Replaced by a dummy value (D): type 1 in some objects (Enhanced General Equipment of
+#: enhanced CT/MR and of SEG), so they must stay present with a value.
+DUMMY = {"DeviceSerialNumber": "REMOVED", "SoftwareVersions": "REMOVED"}
+
 #: Emptied (Z): type-2 attributes that must stay present.
 EMPTY = frozenset("""
-AccessionNumber ContrastBolusAgent FillerOrderNumberImagingServiceRequest PatientBirthDate
+AcquisitionContextSequence AccessionNumber ContrastBolusAgent
+FillerOrderNumberImagingServiceRequest PatientBirthDate
 PatientSex PlacerOrderNumberImagingServiceRequest ReferringPhysicianName StudyID
 VerifyingObserverIdentificationCodeSequence
 """.split())
@@ -149,6 +156,9 @@ AffectedSOPClassUID RequestedSOPClassUID PrivateInformationCreatorUID Implementa
 
 #: VRs of free text and unknown content, removed wherever they appear (see module docs).
 REMOVE_VRS = frozenset({"LT", "ST", "UT", "AE", "UN"})
+#: ... except these, which objects need (a SEG segment's Tracking ID is UT and type 1C)
+#: and which hold labels written by software, not text about the patient.
+KEEP_TEXT = frozenset({"TrackingID"})
 
 #: How the output says what was done (PS3.16 CID 7050).
 METHOD_CODES = (
@@ -323,8 +333,11 @@ class Deidentifier:
                 continue
             elem = ds[tag]
             kw = elem.keyword
-            if kw in REMOVE or elem.VR in REMOVE_VRS:
+            if kw in REMOVE or (elem.VR in REMOVE_VRS and kw not in KEEP_TEXT):
                 del ds[tag]
+                continue
+            if kw in DUMMY:
+                elem.value = DUMMY[kw]
                 continue
             if kw in EMPTY:
                 ds[tag] = DataElement(tag, elem.VR, Sequence() if elem.VR == "SQ" else "")

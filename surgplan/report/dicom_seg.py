@@ -108,7 +108,7 @@ def source_datasets(volume: Volume, source: "os.PathLike[str] | str | None" = No
 
     src = Path(source) if source is not None else Path(volume.source or "")
     uid = volume.metadata.series_instance_uid
-    if not volume.source and source is None or is_volume_file(src) or not uid:
+    if (not volume.source and source is None) or is_volume_file(src) or not uid:
         raise DicomImportError(
             f"{src or 'this volume'}: a DICOM SEG must reference the DICOM images it was made "
             "from, and this volume was not read from a DICOM series with a Series Instance UID "
@@ -179,6 +179,7 @@ def build_dicom_seg(
     *,
     source: "os.PathLike[str] | str | None" = None,
     series_number: int = 900,
+    deidentifier=None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ):
@@ -194,6 +195,10 @@ def build_dicom_seg(
         Where the DICOM series is (default ``volume.source``).
     series_number : int
         Series Number of the new SEG series.
+    deidentifier : surgplan.report.anonymize.Deidentifier, optional
+        De-identify the source headers first: the SEG then takes its patient and study
+        from the de-identified headers and references their new UIDs (those of an
+        anonymised copy of the images made with the same Deidentifier).
 
     Raises
     ------
@@ -211,6 +216,9 @@ def build_dicom_seg(
         )
     report(0.0, "reading the source series headers")
     images = source_datasets(volume, source, cancel=cancel)
+    if deidentifier is not None:
+        for ds in images:
+            deidentifier.deidentify(ds)
     check(cancel)
     labels, present = label_map(anatomy)
     if not present:
@@ -283,20 +291,23 @@ def write_dicom_seg(
     out_path : path-like
         The ``.dcm`` file to write; replaced only once the new file is complete.
     anonymous : bool
-        De-identify the SEG as ``surgplan anonymize`` does (patient, dates, UIDs —
-        including the referenced ones, which then no longer point at the original
-        series: share it with an anonymised copy of the images, not with the originals).
+        Build the SEG on de-identified copies of the source headers (as ``surgplan
+        anonymize`` writes them): no patient identity, shifted dates, new UIDs — the
+        references then no longer point at the original series, so share it with an
+        anonymised copy of the images, not with the originals.
 
     Returns
     -------
     pathlib.Path
         ``out_path``.
     """
-    seg = build_dicom_seg(anatomy, volume, source=source, progress=progress, cancel=cancel)
+    deid = None
     if anonymous:
         from surgplan.report.anonymize import Deidentifier
 
-        Deidentifier().deidentify(seg)
+        deid = Deidentifier()
+    seg = build_dicom_seg(anatomy, volume, source=source, deidentifier=deid, progress=progress,
+                          cancel=cancel)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)

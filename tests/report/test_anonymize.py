@@ -182,8 +182,8 @@ def test_profile_actions_and_markers(anonymised):
     for kw in ("PatientBirthDate", "PatientSex", "AccessionNumber", "ReferringPhysicianName",
                "StudyID"):
         assert kw in ds and not ds[kw].value, kw  # type 2: kept, emptied
-    for kw in ("InstitutionName", "InstitutionAddress", "StationName", "DeviceSerialNumber",
-               "OtherPatientIDs", "IssuerOfPatientID", "PatientAddress", "PatientAge",
+    assert ds.DeviceSerialNumber == "REMOVED"  # dummy: type 1 in enhanced objects
+    for kw in ("InstitutionName", "InstitutionAddress", "StationName", "OtherPatientIDs", "IssuerOfPatientID", "PatientAddress", "PatientAge",
                "PatientWeight", "ImageComments", "RequestAttributesSequence",
                "PerformedProcedureStepID", "StudyDescription", "SeriesDescription"):
         assert kw not in ds, kw
@@ -351,3 +351,15 @@ def test_dicomdir_input(study_dir, crop, tmp_path):
     res = anonymize(tmp_path / "media" / "DICOMDIR", tmp_path / "anon", date_offset_days=OFFSET)
     assert len(res.files) == 16 and res.skipped == () and res.n_series == 1
     np.testing.assert_array_equal(load_volume(res.out_dir).array, crop.array)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) missing")
+def test_real_enhanced_ct_keeps_its_type_1_equipment_attributes(shared_data, tmp_path):
+    src = (shared_data / "dicom-codecs" / "enhanced-ct-multiframe"
+           / "CT0012.explicit_little_endian.dcm")
+    res = anonymize(src, tmp_path / "anon")
+    assert _dciodvfy_errors(res.files[0]) <= _dciodvfy_errors(src)
+    ds = pydicom.dcmread(res.files[0], stop_before_pixels=True)
+    assert ds.DeviceSerialNumber == "REMOVED" and "AcquisitionContextSequence" in ds
+    np.testing.assert_array_equal(load_volume(res.out_dir).array, load_volume(src).array)

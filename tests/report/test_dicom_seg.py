@@ -115,7 +115,11 @@ def test_anonymous_seg_keeps_no_identity(lumbar, tmp_path):
     assert ds.PatientIdentityRemoved == "YES"
     assert str(ds.PatientName) != str(src.PatientName)
     assert ds.StudyInstanceUID != src.StudyInstanceUID
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID != src.SeriesInstanceUID
     assert len(ds.SegmentSequence) == len(label_map(anatomy)[1])
+    if shutil.which("dciodvfy"):
+        res = subprocess.run(["dciodvfy", str(p)], capture_output=True, text=True)
+        assert [x for x in (res.stdout + res.stderr).splitlines() if x.startswith("Error")] == []
 
 
 def test_a_volume_not_from_dicom_is_refused_with_the_reason(lumbar, tmp_path):
