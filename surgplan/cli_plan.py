@@ -61,7 +61,8 @@ def add_parser(sub) -> None:
     s.add_argument("path", help="folder, .zip, DICOMDIR, DICOM file or volume file")
     s.add_argument("--procedure", required=True, choices=sorted(PROCEDURES))
     s.add_argument("--level", required=True, help="disc level (L4-L5) or vertebra (L4)")
-    s.add_argument("--side", required=True, choices=["left", "right"])
+    s.add_argument("--side", required=True, choices=["left", "right", "both"],
+                   help="'both' proposes on each side and reports conflicts between them")
     s.add_argument("--tool", help="catalogue tool name (default: the procedure's first), or "
                    "your own as NAME:DIAMETER_MM:WORKING_LENGTH_MM, e.g. cannula:7.5:180")
     s.add_argument("--entry", help="x,y,z entry in LPS mm (with --target: evaluate it)")
@@ -84,6 +85,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from surgplan.planning import PlanningContext, Trajectory, evaluate, propose
     from surgplan.planning.procedures import get_procedure
 
+    if args.side == "both" and args.entry:
+        print("surgplan plan: --entry/--target give one trajectory: choose --side left or right",
+              file=sys.stderr)
+        return 2
     if bool(args.entry) != bool(args.target):
         print("surgplan plan: give both --entry and --target, or neither (to propose)",
               file=sys.stderr)
@@ -117,14 +122,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         _point(args.target, "--target"))
         results = [evaluate(ctx, tr)]
     else:
-        results = propose(ctx, proc, args.level, args.side, tool=tool, count=args.count)
+        sides = ("left", "right") if args.side == "both" else (args.side,)
+        per_side = [propose(ctx, proc, args.level, sd, tool=tool, count=args.count)
+                    for sd in sides]
+        results = [m for props in per_side for m in props]
     progress.done()
     for n, m in enumerate(results, 1):
         print_metrics(m, n if len(results) > 1 else None)
+    conflicts = []
+    if len(results) > 1 and not args.entry:
+        from surgplan.planning import plan_conflicts
+
+        # the plan a surgeon would take: the best trajectory of each side
+        best = [props[0].trajectory for props in per_side if props]
+        conflicts = plan_conflicts(best) if len(best) > 1 else []
+        if len(best) > 1:
+            print("\nconflicts between the best trajectories: " +
+                  ("none" if not conflicts else ""))
+            for c in conflicts:
+                print(f"  - {c.message}")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"source": str(args.path), "skin": ctx.skin_note,
-             "trajectories": [m.to_dict() for m in results]}, indent=2))
+             "trajectories": [m.to_dict() for m in results],
+             "conflicts": [c.to_dict() for c in conflicts]}, indent=2))
         print(f"metrics written to {args.json}")
     if args.pdf:
         from surgplan.report.plan_report import report_proposal

@@ -150,3 +150,19 @@ def test_level_must_fit_the_procedure(tmp_path):
     path.write_text(json.dumps(d))
     with pytest.raises(PlanFileError, match=r"field trajectories\[0\]\.level"):
         load_plan(path)
+
+
+def test_cli_plan_both_sides_reports_conflicts(phantom_files, tmp_path, capsys):
+    from surgplan.cli import main
+
+    ct, seg = phantom_files
+    out = tmp_path / "b.json"
+    rc = main(["plan", str(ct), "--procedure", "pedicle-screw", "--level", "L4", "--side",
+               "both", "--segmentation", str(seg), "--count", "1", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "conflicts between the best trajectories: none" in text
+    data = json.loads(out.read_text())
+    assert [t["side"] for t in data["trajectories"]] == ["left", "right"]
+    assert data["conflicts"] == []
+    assert all(t["pedicle"]["grade"] == "A" for t in data["trajectories"])
