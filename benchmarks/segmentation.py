@@ -184,6 +184,8 @@ PARTS_NEURAL_CASES = {
     "phantom 1 mm": dict(spacing_mm=(1.0, 1.0, 1.0)),
     "phantom 1 mm, noise 40 HU": dict(spacing_mm=(1.0, 1.0, 1.0), noise_hu=40.0, seed=3),
     "phantom 1.6 mm (test grid)": dict(spacing_mm=(1.6, 1.6, 1.6), noise_hu=15.0, seed=7),
+    "phantom 1 mm, gantry tilt 15° (DICOM written, reloaded, resampled)":
+        dict(spacing_mm=(1.0, 1.0, 1.0), tilt_deg=15.0),
 }
 
 
@@ -253,9 +255,44 @@ def run_parts_neural(name: str, q) -> None:
     from surgplan.imaging.phantom_truth import truth_anatomy
     from surgplan.imaging.segment import segment_ct
 
-    case = make_phantom(PhantomSpec(**PARTS_NEURAL_CASES[name]))
-    a = segment_ct(case.ct)
-    q.put({"name": name, **parts_neural_figures(a, truth_anatomy(case), case)})
+    spec = dict(PARTS_NEURAL_CASES[name])
+    tilt = spec.pop("tilt_deg", 0.0)
+    case = make_phantom(PhantomSpec(**spec))
+    truth = truth_anatomy(case)
+    vol = case.ct
+    if tilt:
+        vol, truth = _tilted(case, truth, tilt)
+    a = segment_ct(vol)
+    q.put({"name": name, **parts_neural_figures(a, truth, case)})
+
+
+def _tilted(case, truth, tilt_deg: float):
+    """The phantom CT written as a gantry-tilted DICOM series, loaded back (resampled by
+    the loader), and its exact anatomy resampled (nearest neighbour) onto that grid."""
+    import dataclasses
+    import tempfile
+
+    import SimpleITK as sitk
+
+    from surgplan.imaging.dicom.writer import write_series
+    from surgplan.imaging.loader import load_volume
+
+    with tempfile.TemporaryDirectory() as d:
+        write_series(case.ct, d, modality="CT", gantry_tilt_deg=tilt_deg)
+        vol = load_volume(d)
+    ref = vol.to_sitk()
+
+    def onto(arr, dtype):
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr).astype(dtype))
+        img.CopyInformation(case.ct.to_sitk())
+        out = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        return sitk.GetArrayFromImage(out).astype(dtype)
+
+    moved = dataclasses.replace(
+        truth, shape=vol.array.shape, ijk_to_lps=vol.ijk_to_lps,
+        vertebrae=onto(truth.vertebrae, np.uint16), structures=onto(truth.structures, np.uint16),
+        parts=onto(truth.parts, np.uint8))
+    return vol, moved
 
 
 def print_parts_neural(res: dict) -> None:
