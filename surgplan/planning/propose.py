@@ -83,8 +83,7 @@ def entry_risk_map(ctx: PlanningContext, procedure, target_lps, vertices_lps, *,
         lv, sd = _guess_level_side(ctx, proc, target)
         level, side = level or lv, side or sd
     tool = tool or proc.tools[0]
-    score, feasible, _ = _map_scores(ctx, proc, level, side, tool, target, V, error_mm,
-                                     error_deg)
+    score, feasible = _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg)
     risk = np.where(feasible, 1.0 - np.exp(-score), 1.0)
     return risk.astype(np.float32)
 
@@ -112,14 +111,14 @@ def _guess_level_side(ctx, proc, target):
 
 def _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg,
                 chunk: int = 4000):
-    """(score, feasible, reasons-free) per candidate entry, vectorised in chunks."""
+    """(score, feasible) per candidate entry ``V`` (N, 3), vectorised in chunks of paths."""
     upper, lower = P.split_level(proc, level)
     r = tool.radius_mm
     n = len(V)
     score = np.zeros(n)
     feasible = np.ones(n, bool)
     if n == 0:
-        return score, feasible, None
+        return score, feasible
     fr = ctx.frames.get(lower) or ctx.frames.get(upper)
     lr, ap, si = (fr.lr, fr.ap, fr.si) if fr is not None else (
         np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0]))
@@ -211,7 +210,7 @@ def _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg,
         if proc.bone_is_obstacle:
             bone_len = ((codes > 0) & (codes < BONE_ILIUM_LEFT)).sum(1) * MAP_STEP_MM
             score[a:b] += 0.3 * bone_len * math.pi * r * r / 1000.0
-    return score, feasible, None
+    return score, feasible
 
 
 def _candidates(ctx, proc, target, side, tool, fr) -> np.ndarray:
@@ -288,8 +287,7 @@ def propose(ctx: PlanningContext, procedure, level: str, side: str, tool: Option
     V = _candidates(ctx, proc, target, side, tool, fr)
     if len(V) > 8000:  # the local refinement below looks at every skin point near the best
         V = V[np.linspace(0, len(V) - 1, 8000).astype(int)]
-    score, feasible, _ = _map_scores(ctx, proc, level, side, tool, target, V, error_mm,
-                                     error_deg)
+    score, feasible = _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg)
     check(cancel)
     order = np.lexsort((score, ~feasible))
     first = _thin(V, order, 8.0, 10)
