@@ -158,19 +158,26 @@ class ScaleBar:
         h = self._renderer.GetSize()[1]
         return 2.0 * cam.GetParallelScale() / max(h, 1)
 
+    def _dpi_scale(self) -> float:
+        """Screen pixels per point / 1 (2 on a high-DPI screen whose window says so)."""
+        win = self._renderer.GetRenderWindow()
+        return max(1.0, win.GetDPI() / 72.0) if win is not None else 1.0
+
     def update(self) -> None:
         w, h = self._renderer.GetSize()
         if w <= 0 or h <= 0:
             return
+        k = self._font_scale * self._dpi_scale()
+        self.bar.GetProperty().SetLineWidth(max(2.0, 3.0 * k))
         mmpp = self.mm_per_pixel()
         target = 0.2 * w * mmpp
         length = max([n for n in _NICE_MM if n <= target] or [_NICE_MM[0]])
         self.length_mm = float(length)
         px = length / mmpp
-        x1 = w - 20 * self._font_scale
+        x1 = w - 20 * k
         x0 = x1 - px
-        y = 22 * self._font_scale
-        tick = 7 * self._font_scale
+        y = 22 * k
+        tick = 7 * k
         pts = [(x0, y), (x1, y), (x0, y - tick), (x0, y + tick), (x1, y - tick), (x1, y + tick)]
         for n, (x, yy) in enumerate(pts):
             self._points.SetPoint(n, x, yy, 0.0)

@@ -126,8 +126,8 @@ class MainWindow(QMainWindow):
         Where layout, presets and recent files persist (tests pass a temporary
         INI file); default the user's SurgPlan settings.
     font_scale : float, optional
-        VTK text size factor; default from the screen's device-pixel ratio and
-        the "projector" setting.
+        VTK text size factor; default 1.5 with the "projector" setting, else 1
+        (VTK itself scales text with the screen's DPI).
 
     Signals
     -------
@@ -151,8 +151,9 @@ class MainWindow(QMainWindow):
         self._mesh_cache: dict = {}  # (map, label) → Mesh of the current anatomy
         self._prev_anatomy = None
         projector = self.settings.value("view/projector", False, type=bool)
-        dpr = self.devicePixelRatioF() if font_scale is None else 1.0
-        self.font_scale = font_scale or dpr * (1.5 if projector else 1.0)
+        # No device-pixel-ratio factor: the VTK widget sets its window's DPI from
+        # the screen, and VTK text follows it (a 4K screen gets the same look).
+        self.font_scale = font_scale or (1.5 if projector else 1.0)
 
         self.views = [SliceView(o, self.font_scale) for o in ("axial", "sagittal", "coronal")]
         self.view3d = View3D(self.font_scale)
@@ -812,8 +813,7 @@ class MainWindow(QMainWindow):
         """Large text for a projector (1.5 × the panels' and the views' text), or normal."""
         on = self.act_projector.isChecked()
         self.settings.setValue("view/projector", on)
-        dpr = self.devicePixelRatioF()
-        self.font_scale = dpr * (1.5 if on else 1.0)
+        self.font_scale = 1.5 if on else 1.0
         for v in self.views + [self.view3d]:
             v.scene.set_font_scale(self.font_scale)
         app = QApplication.instance()

@@ -226,3 +226,19 @@ def test_volume_rendering_shows_bone(small_phantom):
     scene.set_volume_rendering(None, False)
     img = render_offscreen(scene, (300, 300))
     assert img[100:200, 100:200].max() < 80  # background only
+
+
+def test_scalar_surface_goes_green_to_red(small_phantom_truth):
+    """The entry risk map's colouring: low values green, high values red."""
+    (mesh,) = anatomy_meshes(small_phantom_truth, ["L4"]).values()
+    x = mesh.vertices_lps[:, 0]
+    values = (x > np.median(x)).astype(np.float32)  # patient left half 1, right half 0
+    scene = Scene3D()
+    scene.set_scalar_surface(mesh, values, 0.0, 1.0)
+    scene.reset_camera("anterior")  # patient left on the screen's right
+    img = render_offscreen(scene, SIZE).astype(int)
+    left_half, right_half = img[:, : SIZE[0] // 2], img[:, SIZE[0] // 2 :]
+    greenish = lambda a: ((a[..., 1] > a[..., 0] + 40) & (a[..., 1] > 60)).sum()  # noqa: E731
+    reddish = lambda a: ((a[..., 0] > a[..., 1] + 60) & (a[..., 0] > 90)).sum()  # noqa: E731
+    assert greenish(left_half) > 200 and reddish(right_half) > 200
+    assert reddish(left_half) < greenish(left_half) / 10

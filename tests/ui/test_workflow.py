@@ -129,6 +129,17 @@ def _plan_drag_undo_save_reopen(qtbot, win, tmp_path):
     win.act_undo.trigger()
     assert win.session.state.plan is plan
     win.act_redo.trigger()
+    # The entry risk map on the skin: green where entering is safe, red where not.
+    with qtbot.waitSignal(win.jobFinished, timeout=60_000) as blocker:
+        win.plan_panel.risk_map.setChecked(True)
+    assert blocker.args == ["Entry risk map", True]
+    actor = win.view3d.scene._scalar_actor
+    assert actor is not None
+    values = actor.GetMapper().GetInput().GetPointData().GetScalars()
+    lo, hi = values.GetRange()
+    assert 0.0 <= lo < hi <= 1.0
+    win.plan_panel.risk_map.setChecked(False)
+    assert win.view3d.scene._scalar_actor is None
     # Save, change, reopen: the same plan and anatomy come back.
     path = tmp_path / "case.surgplan"
     with qtbot.waitSignal(win.jobFinished, timeout=30_000) as blocker:
