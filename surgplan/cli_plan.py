@@ -65,7 +65,8 @@ def add_parser(sub) -> None:
                    help="'both' proposes on each side and reports conflicts between them")
     s.add_argument("--tool", help="catalogue tool name (default: the procedure's first), or "
                    "your own as NAME:DIAMETER_MM:WORKING_LENGTH_MM, e.g. cannula:7.5:180")
-    s.add_argument("--entry", help="x,y,z entry in LPS mm (with --target: evaluate it)")
+    s.add_argument("--entry", help="x,y,z entry in LPS mm (with --target: evaluate it); "
+                   "write --entry=-70,60,55 when the first value is negative")
     s.add_argument("--target", help="x,y,z target in LPS mm")
     s.add_argument("--count", type=int, default=3, help="proposals to show (default 3)")
     s.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")

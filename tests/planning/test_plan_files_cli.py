@@ -112,11 +112,11 @@ def test_cli_plan_evaluates_a_given_trajectory(phantom_files, tmp_path, capsys):
     ct, seg = phantom_files
     out = tmp_path / "e.json"
     rc = main(["plan", str(ct), "--procedure", "teld", "--level", "L4-L5", "--side", "left",
-               "--segmentation", str(seg), "--entry", "70,60,60", "--target", "8,12,47",
+               "--segmentation", str(seg), "--entry", "70,60,60", "--target=-8,12,47",
                "--json", str(out)])
     assert rc == 0
     t = json.loads(out.read_text())["trajectories"][0]
-    assert t["entry_lps"] == [70.0, 60.0, 60.0] and t["target_lps"] == [8.0, 12.0, 47.0]
+    assert t["entry_lps"] == [70.0, 60.0, 60.0] and t["target_lps"] == [-8.0, 12.0, 47.0]
     assert main(["plan", str(ct), "--procedure", "teld", "--level", "L4-L5", "--side", "left",
                  "--entry", "1,2,3"]) == 2
 
