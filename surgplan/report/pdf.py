@@ -688,14 +688,27 @@ def _trajectory_section(n: int, m, figs, anatomy, width: float, st, titles) -> l
     pat = m.angles_deg.get("patient") or {}
     if ang:
         cc = ang.get("caudal_tilt", 0.0)
-        geo.append(["C-arm cranio-caudal tilt",
-                    f"{abs(cc):.1f}° {'caudal' if cc >= 0 else 'cranial'} (in the frame of the "
-                    f"vertebra; {abs(pat.get('caudal_tilt', cc)):.1f}° in patient axes)"])
+        pcc = pat.get("caudal_tilt", cc)
+        geo.append(["Cranio-caudal tilt",
+                    f"{abs(cc):.1f}° {'caudal' if cc >= 0 else 'cranial'} in the frame of the "
+                    f"vertebra (its endplates); {abs(pcc):.1f}° "
+                    f"{'caudal' if pcc >= 0 else 'cranial'} in table axes"])
         mt = ang.get("medial_tilt", 0.0)
         geo.append(["Medial tilt (axial projection)",
                     f"{abs(mt):.1f}° {'toward' if mt >= 0 else 'away from'} the midline "
                     f"(patient axes {abs(pat.get('medial_tilt', mt)):.1f}°); "
                     f"{ang.get('axial', 0.0):.1f}° to the axial plane"])
+    if pat:
+        # The fluoroscope looking straight down the tool ("bull's-eye"): rotation from the
+        # posteroanterior beam about the table axis, then cranio-caudal tilt, in table axes.
+        d = np.subtract(t.target_lps, t.entry_lps)
+        toward = "left" if d[0] < 0 else "right"  # the beam comes from the entry side
+        pc = pat.get("caudal_tilt", 0.0)
+        geo.append(["C-arm view down the tool",
+                    f"rotated {abs(pat.get('medial_tilt', 0.0)):.1f}° from posteroanterior "
+                    f"toward the patient's {toward}, "
+                    f"tilted {abs(pc):.1f}° {'caudal' if pc >= 0 else 'cranial'} "
+                    "(table axes)"])
     out.append(_kv_table(geo, [150, width - 150], st))
     out.append(Spacer(1, 4))
     from reportlab.platypus import Table, TableStyle

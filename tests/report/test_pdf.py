@@ -85,6 +85,9 @@ def test_pdf_text_holds_the_plans_numbers_and_names(report, plan, case):
     assert root.assessed
     assert re.search(rf"nerve root L4 left \(no-go\) {root.clearance_mm:.1f}", flat)
     assert "Kambin" in flat and "Gertzbein–Robbins grade" in flat
+    pat = m1.angles_deg["patient"]
+    assert f"rotated {abs(pat['medial_tilt']):.1f}° from posteroanterior" in flat  # the C-arm
+    assert f"{abs(pat['caudal_tilt']):.1f}° " in flat
     assert m2.pedicle is not None and f"grade {m2.pedicle.grade}" in flat
     assert "Check the exiting L4 root" in flat  # the surgeon's notes
     assert "How the anatomy was obtained" in flat and "segmented" in flat
