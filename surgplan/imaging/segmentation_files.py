@@ -200,7 +200,8 @@ def read_segmentation(seg_dir: "Path | str", volume: Volume) -> Anatomy:
         return Anatomy(volume.array.shape, volume.ijk_to_lps, maps["vertebrae"],
                        maps["structures"], tuple(items), tuple(findings), parts)
     except ValueError as exc:
-        raise SegmentationFileError(f"{d}: the files do not form a valid segmentation: {exc}") from exc
+        raise SegmentationFileError(
+            f"{d}: the files do not form a valid segmentation: {exc}") from exc
 
 
 def _entries(entries, table_path: Path, file_name: str) -> list:
@@ -308,5 +309,6 @@ def _check_gzip_complete(path: Path) -> None:
 def _check_values(arr: np.ndarray, known: set, path: Path, table_path: Path) -> None:
     extra = sorted(set(np.unique(arr).tolist()) - set(known) - {0})
     if extra:
-        raise SegmentationFileError(f"{path}: holds label values {extra[:10]} that {table_path.name} "
-                                    "does not describe; the files are from different runs")
+        raise SegmentationFileError(f"{path}: holds label values {extra[:10]} that "
+                                    f"{table_path.name} does not describe; the files are from "
+                                    "different runs")

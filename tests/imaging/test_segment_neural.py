@@ -12,7 +12,7 @@ from surgplan.imaging.segment.neural import (
 )
 from surgplan.imaging.segment.parts import ArchGeometry
 from surgplan.imaging.segment.spine_curve import SpineCurve
-from surgplan.imaging.structures import PART_CODES, SIDES, root_name
+from surgplan.imaging.structures import SIDES, root_name
 from tests.imaging.segment_cache import matched_truth, segmented
 
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
@@ -111,7 +111,8 @@ def test_sac_is_segmented_where_fat_surrounds_it():
 
 
 def test_sac_is_modelled_where_csf_cannot_be_told_from_fat():
-    """No fat seen in the canal (tight canal, blurred or noisy scan): the sac is modelled, says so."""
+    """No fat seen in the canal (tight canal, blurred or noisy scan): the sac is modelled, and says
+    so."""
     hu, grid, curve, arches, bone, canal = _straight_canal(csf_ellipse=False)
     res = model_neural(hu, grid, curve, arches, bone.astype(np.uint8))
     name, mask, prov, notes = res.labels()[0]

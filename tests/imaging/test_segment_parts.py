@@ -1,4 +1,4 @@
-"""Vertebral sub-regions of ``segment_ct``: every vertebra voxel gets its part, in the right place."""
+"""Vertebral sub-regions of ``segment_ct``: each vertebra voxel gets its part, in its place."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@
 (:mod:`surgplan.imaging.segment.parts`): the body's posterior wall, the laminar
 arch, the pedicles' medial walls.  Those stations, interpolated along the spine
 curve, give an elliptic tube (across the discs too, where no bone bounds it);
-the canal is that tube minus bone and disc.
+the canal is that tube minus bone and disc.  It is followed 30 mm beyond the
+last vertebra found, cranially, since the canal goes on to the top of the field.
 
 *Dural sac.*  Inside the canal the sac holds CSF (≈ 0–15 HU) and the epidural
 space around it fat (≈ −120 to −50 HU), so on CT the sac is the fluid-density
@@ -222,7 +223,6 @@ def dural_sac(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve, canal: np.nda
     sac : bool array on ``grid``; share of the curve's canal stations modelled;
     notes for the user.
     """
-    voxel_mm2 = grid.spacing_mm ** 2
     step = curve.step_mm
     csf = canal & (hu_s >= CSF_MIN_HU)
     # per curve point (≈ 1 mm slabs): canal voxels, fat voxels, CSF voxels

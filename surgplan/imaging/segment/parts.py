@@ -5,12 +5,19 @@ posterior through the canal, ``w`` superior, perpendicular to the endplates;
 APPROACHES.md §5), by probing its label mask along a few rays:
 
 * the posterior wall of the body and the anterior wall of the laminar arch
-  along the midline (the canal lies between them);
+  along the midline: the canal is the widest gap in the bone there (narrower
+  ones are dark patches inside the body, such as the basivertebral channel);
 * the medial wall of each pedicle, ray outward from the canal centre: the
   canal half-width on that side;
-* the pedicle's superior–inferior extent on a line just lateral to that wall:
-  the bone run in the upper half of the vertebra (below it is the foramen);
-* the pedicle's lateral wall in front of the transverse process.
+* the pedicle's superior–inferior extent on a line just lateral to that wall,
+  at the depth of its isthmus: the bone run in the upper half of the vertebra
+  (below it is the foramen), at most 18 mm;
+* the pedicle's lateral wall in front of the transverse process, checked
+  against the level's pedicle width (a rib head or a merged transverse process
+  reads wider).
+
+S1's frame is taken from the plane of its own superior endplate, because the
+L5–S1 disc is a wedge and no disc lies below S1.
 
 Every voxel of the vertebra is then assigned by where it lies relative to those
 measures: in front of the canal the body; lateral to the canal the pedicle
@@ -247,8 +254,9 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
     name, frame = span.name, span.frame
     probe = _Probe(mask, grid, frame)
     found = []
-    w_lo = np.nan if span.lower_lps is None else float((span.lower_lps - frame.origin_lps) @ frame.si)
-    w_hi = np.nan if span.upper_lps is None else float((span.upper_lps - frame.origin_lps) @ frame.si)
+    o = frame.origin_lps
+    w_lo = np.nan if span.lower_lps is None else float((span.lower_lps - o) @ frame.si)
+    w_hi = np.nan if span.upper_lps is None else float((span.upper_lps - o) @ frame.si)
     height = (w_hi - w_lo) if np.isfinite(w_hi - w_lo) else 28.0
     w_mid = 0.5 * (w_lo + w_hi) if np.isfinite(w_hi - w_lo) else 0.0
     # --- canal walls along the midline, over the middle of the body -----------------------
@@ -274,7 +282,8 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
         canal_back = float(np.median(arches))
         found.append("canal walls")
     else:
-        body_back, canal_back = _FALLBACK_BODY_BACK_MM, _FALLBACK_BODY_BACK_MM + _FALLBACK_CANAL_AP_MM
+        body_back = _FALLBACK_BODY_BACK_MM
+        canal_back = _FALLBACK_BODY_BACK_MM + _FALLBACK_CANAL_AP_MM
     canal_back = max(canal_back, body_back + 8.0)
     v_mid = 0.5 * (body_back + canal_back)
     # --- body width along lr at mid-depth ------------------------------------------------
@@ -325,7 +334,8 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
                 hi_w = min(hi_w, w_mid + height / 2)
                 lo_w = max(lo_w, w_mid - height / 2, hi_w - _MAX_PEDICLE_HEIGHT_MM)
                 overlap = min(hi_w, w_mid + height / 2) - max(lo_w, w_mid)
-                if 4.0 <= hi_w - lo_w <= 30.0 and overlap > 2.0 and (best is None or overlap > best[0]):
+                better = best is None or overlap > best[0]
+                if 4.0 <= hi_w - lo_w <= 30.0 and overlap > 2.0 and better:
                     best = (overlap, lo_w, hi_w)
         if best is not None:
             band[side] = (best[1], best[2])
@@ -457,7 +467,8 @@ def label_parts(vert: np.ndarray, grid: WorkGrid, spans: Dict[int, VertebraSpan]
         # probe in a box larger than the label: rays must leave it cleanly, and an arch
         # missing from the label is still found in the bone around it
         m = 2 if bone is None else int(np.ceil(_PROBE_PAD_MM / grid.spacing_mm))
-        pad = tuple(slice(max(s.start - m, 0), min(s.stop + m, dim)) for s, dim in zip(sl, vert.shape))
+        pad = tuple(slice(max(s.start - m, 0), min(s.stop + m, dim))
+                    for s, dim in zip(sl, vert.shape))
         sub = vert[pad] == n
         probe_mask = sub if bone is None else (sub | bone[pad])
         origin = grid.index_to_lps(np.array([s.start for s in pad], float))
