@@ -547,7 +547,7 @@ def segment_surroundings(ctx: SpineContext, cancel: Optional[CancelToken] = None
     au, av = frames.offsets(ctx.work)
     # vessels first: opacified vessels are as dense as bone and must not join the ilium
     ves = segment_vessels(ctx.work_hu, ctx.work, frames, ctx.taken, ctx.work_body,
-                          ctx.names, au, av, ctx.segments)
+                          ctx.names, au, av, ctx.segments, ctx.vertebrae)
     res.findings.extend(ves.findings)
     seg_vessels = np.zeros(ctx.work.shape, bool)
     for n, (m, prov, note) in ves.masks.items():

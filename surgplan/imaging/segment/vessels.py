@@ -16,7 +16,7 @@ no-go tube placed from the vertebral bodies found in the image, with the figures
 anterolateral, 1–3 mm in front of the bodies and discs; the aortic bifurcation at
 the lower third of L4; the IVC confluence one segment lower, at the upper third of
 L5; the common iliac arteries 3–8 mm in front of L5-S1 and the veins behind and
-medial to them.  Radii are those of an average adult: aorta 10 mm (infrarenal
+medial to them, on the bone.  Radii are those of an average adult: aorta 10 mm (infrarenal
 diameter ≈ 2 cm), IVC 10 mm, common iliac arteries 6 mm, veins 7 mm.
 """
 
@@ -41,6 +41,9 @@ AORTA_R_MM, IVC_R_MM, CIA_R_MM, CIV_R_MM = 10.0, 10.0, 6.0, 7.0
 COMMON_ILIAC_MM = 65.0
 AORTA_GAP_MM = 2.0  # artery–disc 1–3 mm at L1/2–L3/4 (Kot 2022)
 CIA_GAP_MM = 5.0  # common iliacs 3–8 mm
+#: The common iliac veins lie on the L5 body and the L5-S1 disc, behind the arteries (the
+#: left one is pressed against L5 by the right artery): no gap.
+CIV_GAP_MM = 0.0
 SOURCE = ("ANATOMY.md: aorta left and IVC right anterolateral, 1–3 mm from the discs "
           "(Kot 2022); bifurcation at L4 (55–70 %), confluence 1–2 segments lower (CTA n=100)")
 
@@ -184,7 +187,7 @@ def _find_tube(cand: np.ndarray, window: np.ndarray, levels: np.ndarray, ok: np.
 
 def segment_vessels(hu_s: np.ndarray, grid: WorkGrid, frames: SliceFrames, taken: np.ndarray,
                     body: np.ndarray, names: tuple, au: np.ndarray, av: np.ndarray,
-                    segs: list) -> VesselResult:
+                    segs: list, vertebrae=None) -> VesselResult:
     """Aorta, IVC and common iliac vessels on the working grid.
 
     Parameters
@@ -203,6 +206,8 @@ def segment_vessels(hu_s: np.ndarray, grid: WorkGrid, frames: SliceFrames, taken
     au, av : numpy.ndarray
         In-slice offsets of every voxel from the curve (mm), from ``frames.offsets``.
     segs : list of Segment
+    vertebrae : numpy.ndarray, optional
+        Segment index per voxel (1-based): the bodies the modelled vessels are placed on.
     """
     out = VesselResult()
     s = grid.spacing_mm
@@ -262,7 +267,7 @@ def segment_vessels(hu_s: np.ndarray, grid: WorkGrid, frames: SliceFrames, taken
                            "common iliac artery right", "common iliac vein left",
                            "common iliac vein right") if n not in out.masks]
     if missing:
-        model, why = modelled_vessels(grid, segs, names, frames, taken, body)
+        model, why = modelled_vessels(grid, segs, names, frames, taken, body, vertebrae)
         if why:
             out.findings.append(why)
         for n in missing:
@@ -272,12 +277,19 @@ def segment_vessels(hu_s: np.ndarray, grid: WorkGrid, frames: SliceFrames, taken
 
 
 # --- modelled vessels --------------------------------------------------------------------------
-def _body_geometry(sg, frames: SliceFrames) -> tuple:
-    """(half-width, front) of a segment's body (mm) from the slices it spans."""
-    hw = frames.half_width_mm
-    fr = frames.front_mm
+def _body_front(sg, n: int, vertebrae, grid: WorkGrid, frames: SliceFrames) -> float:
+    """Offset (mm, < 0) of the body's anterior surface from its centre along the segment's
+    own posterior axis: measured on its label near the mid-sagittal line, where the
+    sacrum's tilt would make an axial slice misleading; else from the axial slices."""
+    if vertebrae is not None:
+        zyx = np.argwhere(vertebrae == n)
+        if len(zyx):
+            d = grid.index_to_lps(zyx) - sg.centre_lps
+            near = (np.abs(d @ sg.t) < 6.0) & (np.abs(d @ sg.u) < 10.0)
+            if np.count_nonzero(near) >= 10:
+                return float(np.percentile(d[near] @ sg.v, 2))
     k = int(np.argmin(np.abs(frames.z_mm - sg.centre_lps[2])))
-    return float(hw[k]), float(fr[k])
+    return float(frames.front_mm[k])
 
 
 def _tube(grid: WorkGrid, pts: np.ndarray, radii: np.ndarray) -> np.ndarray:
@@ -306,7 +318,7 @@ def _tube(grid: WorkGrid, pts: np.ndarray, radii: np.ndarray) -> np.ndarray:
 
 
 def modelled_vessels(grid: WorkGrid, segs: list, names: tuple, frames: SliceFrames,
-                     taken: np.ndarray, body: np.ndarray) -> tuple:
+                     taken: np.ndarray, body: np.ndarray, vertebrae=None) -> tuple:
     """Modelled vessel tubes ``{name: mask}`` on ``grid`` and a finding (or ``""``).
 
     Placed in each vertebra's frame (origin at the body centre, ``u`` left, ``v``
@@ -320,7 +332,7 @@ def modelled_vessels(grid: WorkGrid, segs: list, names: tuple, frames: SliceFram
 
     def at(name: str, u: float, gap: float, r: float, w: float) -> np.ndarray:
         sg = segs[idx[name]]
-        _, front = _body_geometry(sg, frames)
+        front = _body_front(sg, idx[name] + 1, vertebrae, grid, frames)
         h = 28.0
         if sg.lower is not None and sg.upper is not None:
             h = float(abs(sg.upper.signed_mm(sg.lower.point_lps[None])[0]))
@@ -344,12 +356,12 @@ def modelled_vessels(grid: WorkGrid, segs: list, names: tuple, frames: SliceFram
         below = "S1" if "S1" in idx else None
         for side, sgn in (("left", 1.0), ("right", -1.0)):
             a = [fork, at(low, sgn * 16.0, CIA_GAP_MM, CIA_R_MM, 0.0)]
-            vv = [conf, at(low, sgn * 18.0, AORTA_GAP_MM, CIV_R_MM, -0.33)]
+            vv = [conf, at(low, sgn * 18.0, CIV_GAP_MM, CIV_R_MM, -0.33)]
             if below is not None:
                 a += [at(below, sgn * 38.0, CIA_GAP_MM, CIA_R_MM, 0.45),
                       at(below, sgn * 55.0, CIA_GAP_MM, CIA_R_MM, -0.3)]
-                vv += [at(below, sgn * 36.0, AORTA_GAP_MM, CIV_R_MM, 0.2),
-                       at(below, sgn * 50.0, AORTA_GAP_MM, CIV_R_MM, -0.45)]
+                vv += [at(below, sgn * 36.0, CIV_GAP_MM, CIV_R_MM, 0.2),
+                       at(below, sgn * 50.0, CIV_GAP_MM, CIV_R_MM, -0.45)]
             else:  # sacrum out of view: continue along L5's axis
                 a.append(a[-1] + 25.0 * sgn * sg5.u - 30.0 * sg5.t)
                 vv.append(vv[-1] + 25.0 * sgn * sg5.u - 30.0 * sg5.t)
