@@ -198,3 +198,19 @@ def test_a_level_not_in_the_anatomy_is_named(ctx):
 
     with pytest.raises(PlanningError, match="disc L5-L6 is not in the anatomy"):
         propose(ctx, "teld", "L5-L6", "left")
+
+
+def test_screw_tissue_shares_from_masks_without_the_ct(ctx):
+    import dataclasses
+    import threading
+
+    no_ct = dataclasses.replace(ctx, volume=None, cache={}, lock=threading.Lock())
+    with_ct = propose(ctx, "pedicle-screw", "L3", "left", count=1)[0].pedicle
+    masks = propose(no_ct, "pedicle-screw", "L3", "left", count=1)[0].pedicle
+    assert "CT numbers" in with_ct.hu_source and "masks" in masks.hu_source
+    for fit in (with_ct, masks):
+        total = fit.cortical_share + fit.cancellous_share + fit.soft_share
+        assert total == pytest.approx(1.0)
+    # the same screw, the same bone: the soft-tissue share does not depend on the method
+    assert masks.soft_share == pytest.approx(with_ct.soft_share, abs=0.02)
+    assert masks.cortical_share > 0.0
