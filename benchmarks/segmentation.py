@@ -143,11 +143,16 @@ def run_case(name: str, q) -> None:
     from surgplan.imaging.segment import segment_ct
 
     vol, ref, ids, heights = CASES[name]()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    rss0 = r0.ru_maxrss
     t = time.perf_counter()
     a = segment_ct(vol)
     dt = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    rss = r1.ru_maxrss
+    # CPU seconds (all threads): on a shared machine the wall time says more
+    # about the other processes than about the pipeline
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     aff = vol.ijk_to_lps
     rows = []
     for vname, value in sorted(ids.items(), key=lambda kv: (kv[0].startswith("disc"), -kv[1])):
@@ -174,7 +179,7 @@ def run_case(name: str, q) -> None:
             rows.append((vname, float("nan"), float("nan"), False, None, np.nan, np.nan,
                          heights.get(vname)))
     q.put({"name": name, "shape": vol.array.shape, "spacing": vol.spacing_mm.tolist(),
-           "cpus": len(os.sched_getaffinity(0)),
+           "cpus": len(os.sched_getaffinity(0)), "load": os.getloadavg()[0], "cpu_s": cpu,
            "time_s": dt, "rss_mb": rss / 1024.0, "rss_before_mb": rss0 / 1024.0, "rows": rows,
            "findings": list(a.findings), "names": list(a.names)})
 
@@ -593,8 +598,9 @@ def main(argv=None) -> int:
         p.join()
         print(f"\n== {res['name']}  shape {res['shape']} (k, j, i), spacing {np.round(res['spacing'], 2).tolist()} mm")
         nvox = int(np.prod(res["shape"]))
-        print(f"   segment_ct (whole pipeline, {res['cpus']} cores, {nvox / 1e6:.0f} M voxels): "
-              f"{res['time_s']:.1f} s, peak RSS {res['rss_mb']:.0f} MB (after loading "
+        print(f"   segment_ct (whole pipeline, {res['cpus']} cores, load average {res['load']:.1f}, "
+              f"{nvox / 1e6:.0f} M voxels): "
+              f"{res['time_s']:.1f} s wall, {res['cpu_s']:.1f} s CPU, peak RSS {res['rss_mb']:.0f} MB (after loading "
               f"{res['rss_before_mb']:.0f} MB); target ≤ 30 s, ≤ 4 GB for 512×512×300")
         print(f"   beside: {TOTALSEGMENTATOR_CPU}")
         print(f"   {'structure':14} {'Dice':>6} {'centroid mm':>11} {'named':>6} {'prov.':>6} "

@@ -93,3 +93,48 @@ def volume_box_lps(image: sitk.Image) -> tuple:
     ]
     pts = np.array(corners, float)
     return pts.min(axis=0), pts.max(axis=0)
+
+
+def label_centroids_lps(labels: np.ndarray, ijk_to_lps: np.ndarray) -> dict:
+    """Centroid (LPS mm) of every non-zero value of a label array ``[k, j, i]``.
+
+    One pass, slice by slice, with weighted ``bincount``: on a 512 × 512 × 300
+    grid a mask and ``argwhere`` per structure cost ≈ 0.5 s each, for forty
+    structures most of the run time.
+
+    Returns
+    -------
+    dict
+        ``{value: numpy.ndarray (3,)}`` for the values present.
+    """
+    lab = np.asarray(labels)
+    if not lab.size or not lab.any():
+        return {}
+    # only the box holding labels (the spine is a small part of an abdominal CT)
+    nz = [np.nonzero(np.any(lab, axis=a))[0] for a in ((1, 2), (0, 2), (0, 1))]
+    k0, j0, i0 = (int(z[0]) for z in nz)
+    lab = lab[k0: int(nz[0][-1]) + 1, j0: int(nz[1][-1]) + 1, i0: int(nz[2][-1]) + 1]
+    nk, nj, ni = lab.shape
+    top = int(lab.max())
+    jj, ii = np.meshgrid(np.arange(nj, dtype=np.float64), np.arange(ni, dtype=np.float64),
+                         indexing="ij")
+    jj, ii = jj.ravel(), ii.ravel()
+    count = np.zeros(top + 1)
+    sums = np.zeros((top + 1, 3))  # i, j, k
+    for k in range(nk):
+        flat = lab[k].ravel()
+        if not flat.any():
+            continue
+        c = np.bincount(flat, minlength=top + 1)
+        count += c
+        sums[:, 0] += np.bincount(flat, weights=ii, minlength=top + 1)
+        sums[:, 1] += np.bincount(flat, weights=jj, minlength=top + 1)
+        sums[:, 2] += c * k
+    sums += count[:, None] * np.array([i0, j0, k0], float)
+    out = {}
+    aff = np.asarray(ijk_to_lps, float)
+    for v in np.nonzero(count)[0]:
+        if v == 0:
+            continue
+        out[int(v)] = aff[:3, :3] @ (sums[v] / count[v]) + aff[:3, 3]
+    return out

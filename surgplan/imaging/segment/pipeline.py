@@ -21,14 +21,15 @@ from surgplan.imaging.anatomy import Anatomy, Structure, VertebraFrame
 from surgplan.imaging.segment.body import body_outline, hounsfield_problem
 from surgplan.imaging.segment.canal import track_canal
 from surgplan.imaging.segment.discs import find_disc_planes
-from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
+from surgplan.imaging.segment.grid import WorkGrid, label_centroids_lps, volume_box_lps
 from surgplan.imaging.segment.naming import name_segments, rib_bearing_segments
 from surgplan.imaging.segment.neural import model_neural
 from surgplan.imaging.segment.parts import label_parts, spans_from_segments
 from surgplan.imaging.segment.spine_curve import fit_spine_curve
 from surgplan.imaging.segment.surroundings import SpineContext, segment_surroundings
 from surgplan.imaging.segment.vertebrae import (
-    BONE_HU, label_canal, label_discs, label_vertebrae, segments_from_planes, trim_ribs,
+    BONE_HU, fill_unlabelled, label_canal, label_discs, label_vertebrae, refine_on_input,
+    segments_from_planes, trim_ribs,
 )
 from surgplan.imaging.structures import disc_name, kind_of, level_of
 from surgplan.imaging.volume import Volume
@@ -197,41 +198,41 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
         neural_values.append((name, value, prov, note))
     vert_in = work.labels_onto(vert_map, image)
     struct_in = work.labels_onto(struct_map, image)
+    # edges at the input's resolution where it is finer than the working grid
+    vert_in = refine_on_input(vert_in, np.asarray(volume.array), volume.spacing_mm[::-1],
+                              struct_in == 0, WORK_MM)
     parts_in = np.where(vert_in > 0, work.labels_onto(parts_w, image), 0).astype(np.uint8)
+    parts_in = fill_unlabelled(parts_in, vert_in > 0)
     check(cancel)
     aff = volume.ijk_to_lps
+    vert_c = label_centroids_lps(vert_in, aff)
+    struct_c = label_centroids_lps(struct_in, aff)
     for value, n in enumerate(order, start=1):
         sg = segs[n - 1]
         name = naming.names[n - 1]
-        m = vert_in == value
-        centroid = None
-        if m.any():
-            centroid = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3]
+        centroid = vert_c.get(value)
         si = _endplate_axis(sg)
         ap = sg.v - (sg.v @ si) * si
         ap /= np.linalg.norm(ap)
         frame = VertebraFrame(sg.centre_lps.copy(), si, ap, np.cross(ap, si))
         note = "; ".join(naming.findings) if naming.provisional[n - 1] else ""
-        if not m.any():
+        if centroid is None:
             note = (note + "; " if note else "") + "too small to show on the input grid"
         items.append(Structure(name, value, "vertebrae", "vertebra", "segmented",
                                naming.provisional[n - 1], note, centroid, frame))
     for name, v, prov in disc_items:
-        m = struct_in == v
-        c = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
+        c = struct_c.get(v)
         items.append(Structure(name, v, "structures", "disc", "segmented", prov,
                                "named from its vertebrae (provisional)" if prov else "", c))
     if canal_value:
-        m = struct_in == canal_value
-        c = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
+        c = struct_c.get(canal_value)
         items.append(Structure("spinal canal", canal_value, "structures", "spinal canal",
                                "segmented", False, "", c))
     else:
         findings.append("the spinal canal could not be outlined")
     provisional = {naming.names[n - 1]: naming.provisional[n - 1] for n in order}
     for name, v, prov, note in neural_values:  # a root is named after its vertebra
-        m = struct_in == v
-        c = aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
+        c = struct_c.get(v)
         items.append(Structure(name, v, "structures", kind_of(name), prov,
                                provisional.get(level_of(name), False), note, c))
     struct_in, around_items, around_findings = around.assemble(image, vert_in, struct_in, items, aff)
