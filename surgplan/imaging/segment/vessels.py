@@ -153,18 +153,40 @@ def _split_below_fork(tree: np.ndarray, frames: SliceFrames, grid: WorkGrid, min
             break
     if k_fork is None:
         return tree, np.zeros_like(tree), np.zeros_like(tree), None
+    # Just below the fork the two lumina still touch (one figure-of-eight section): the
+    # fork is where the trunk's section starts to widen sideways beyond its usual shape
+    k_fork_lumina = k_fork
+    ratio = np.full(nz, np.nan)
+    for k in range(k_fork + 1, present.max() + 1):
+        if tree[k].sum() >= 5:
+            a_u, a_v = frames.in_slice(grid, k)
+            ev = np.linalg.eigvalsh(np.cov(np.stack([a_u[tree[k]], a_v[tree[k]]])))
+            ratio[k] = np.sqrt(ev[1] / max(ev[0], 1e-6))
+    usual = np.nanmedian(ratio[k_fork + int(round(20.0 / grid.spacing_mm)):]) \
+        if np.isfinite(ratio[k_fork + int(round(20.0 / grid.spacing_mm)):]).any() else np.nan
+    if np.isfinite(usual):
+        k = k_fork + 1
+        while k <= min(present.max(), k_fork_lumina + int(round(25.0 / grid.spacing_mm))) \
+                and ratio[k] >= 1.25 * usual:
+            k_fork = k
+            k += 1
     trunk = tree.copy()
     trunk[:k_fork + 1] = False
     left = np.zeros_like(tree)
     right = np.zeros_like(tree)
     # the common iliac vessels are ≈ 4–6 cm long: below that they are the external and
     # internal iliacs, which run into the pelvis away from the spine
-    k_end = max(0, k_fork - int(round(COMMON_ILIAC_MM / grid.spacing_mm)))
+    k_end = max(0, k_fork_lumina - int(round(COMMON_ILIAC_MM / grid.spacing_mm)))
     for k in range(k_end, k_fork + 1):
         if not tree[k].any():
             continue
         a_u, _ = frames.in_slice(grid, k)
         lab, n = ndi.label(tree[k])
+        if n == 1:  # the figure-of-eight above the parting: split at its middle
+            mid = float(a_u[tree[k]].mean())
+            left[k] |= tree[k] & (a_u > mid)
+            right[k] |= tree[k] & (a_u <= mid)
+            continue
         for i in range(1, n + 1):
             m = lab == i
             (left if float(a_u[m].mean()) > 0 else right)[k] |= m
