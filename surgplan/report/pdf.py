@@ -116,8 +116,10 @@ class StudyFacts:
         image = f"{ni} × {nj} × {nk} voxels, {sp[0]:.2f} × {sp[1]:.2f} × {sp[2]:.2f} mm"
         series = " · ".join(x for x in (md.modality, md.series_description) if x) or "—"
         if anonymous:
-            rows = (("Patient", "anonymised (identity, dates and UIDs left out)"),
-                    ("Series", series), ("Image", image))
+            # Descriptions are free text (a NIfTI's is its file name): left out, as the
+            # DICOM confidentiality profile removes Series Description.
+            rows = (("Patient", "anonymised (identity, dates, UIDs and descriptions left out)"),
+                    ("Modality", md.modality or "not recorded"), ("Image", image))
             return cls(True, rows, "Anonymised case", "")
         rows = (
             ("Patient", _person(md.patient_name) or "not recorded"),

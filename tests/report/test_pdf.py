@@ -140,7 +140,8 @@ def test_anonymous_report_holds_no_identity(case, plan, report, tmp_path):
     text = pdftext(pdf)
     md = ct.metadata
     for value in (md.patient_name, "PHANTOM, SPINE", md.patient_id, "1980-01-01",
-                  md.series_instance_uid[:20], md.study_instance_uid[:20], "Roe_Jane"):
+                  md.series_instance_uid[:20], md.study_instance_uid[:20], "Roe_Jane",
+                  md.series_description, md.study_description):
         assert value not in text, value
     assert "Anonymised" in text or "anonymised" in text
     raw = pdf.read_bytes()
