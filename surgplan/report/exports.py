@@ -59,10 +59,10 @@ def write_label_maps(anatomy, volume, out_dir: Path, *, anonymous: bool = False)
 
 
 def anonymous_plan(plan):
-    """``plan`` with an empty case reference (no patient ID, no UIDs)."""
+    """``plan`` with an empty case reference (no patient ID, UIDs or series description)."""
     from surgplan.planning import CaseReference
 
-    return dataclasses.replace(plan, case=CaseReference(description=plan.case.description))
+    return dataclasses.replace(plan, case=CaseReference())
 
 
 def export_case(
