@@ -13,8 +13,8 @@ from surgplan.core.errors import OperationCancelled
 from surgplan.core.progress import CancelToken
 from surgplan.imaging.dicom.writer import write_series
 from surgplan.imaging.phantom import PhantomSpec, make_phantom
-from surgplan.imaging.segment import segment_ct
 from surgplan.imaging.segmentation_files import mesh_file_name, write_segmentation
+from tests.imaging.segment_cache import segmented
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,9 @@ def test_segment_command_writes_the_contract(phantom_dicom, tmp_path, capsys):
     assert not list(tmp_path.glob(".seg-partial-*"))
 
 
-def test_cancelled_write_leaves_nothing(phantom_dicom, tmp_path):
-    case, _ = phantom_dicom
-    anatomy = segment_ct(case.ct)
+def test_cancelled_write_leaves_nothing(small_phantom, tmp_path):
+    case = small_phantom
+    anatomy = segmented(case)  # the session's segmentation of the small phantom
     token = CancelToken()
 
     def progress(fraction, message):
