@@ -576,8 +576,9 @@ def segment_surroundings(ctx: SpineContext, cancel: Optional[CancelToken] = None
     for n, m in ps.items():
         res.work[n] = (m, "segmented", "muscle density beside the vertebral bodies")
     for side in ("left", "right"):
-        if f"psoas {side}" not in ps:
-            res.findings.append(f"psoas {side} not found")
+        if f"psoas {side}" not in ps and not any(x.startswith(f"psoas {side}") for x in f):
+            res.findings.append(f"psoas {side} not found: no muscle section could be followed "
+                                "beside the lumbar bodies")
     check(cancel)
     # bowel on the whole field, in front of what lies behind the peritoneum
     retro_w = np.zeros(ctx.work.shape, np.uint8)
