@@ -41,6 +41,7 @@ from surgplan.ui.plan_panel import PlanPanel
 from surgplan.ui.session import Case, Session
 from surgplan.ui.views import SliceView, View3D, ViewGrid
 from surgplan.ui.workers import Worker
+from surgplan.ui.qtcompat import emit  # noqa: E402
 
 #: Largest total number of voxels loaded up front for the series browser (all
 #: series of a small study get a thumbnail; bigger ones load when chosen).
@@ -499,7 +500,7 @@ class MainWindow(QMainWindow):
         self.status_text.setText(message)
         self._update_actions()
         w.deleteLater()
-        self.jobFinished.emit(w.title, ok)
+        emit(self.jobFinished, w.title, ok)
         if self._queue and self.worker is None:
             title, fn, on_done = self._queue.pop(0)
             QTimer.singleShot(0, lambda: self.run_job(title, fn, on_done, queue_if_busy=True))

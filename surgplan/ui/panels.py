@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from surgplan.imaging.structures import colour_of, kind_of
 from surgplan.render.images import auto_window
+from surgplan.ui.qtcompat import emit  # noqa: E402
 
 THUMB_PX = 96
 
@@ -91,7 +92,7 @@ class StudyPanel(QWidget):
     def _activated(self, item: QListWidgetItem) -> None:
         uid = item.data(Qt.ItemDataRole.UserRole)
         if uid:
-            self.seriesChosen.emit(uid)
+            emit(self.seriesChosen, uid)
 
     def show_case(self, case) -> None:
         self.list.clear()
@@ -197,7 +198,7 @@ class StructurePanel(QWidget):
         self.opacity.setObjectName("overlayOpacity")
         self.opacity.setRange(0, 100)
         self.opacity.setValue(40)
-        self.opacity.valueChanged.connect(lambda v: self.opacityChanged.emit(v / 100.0))
+        self.opacity.valueChanged.connect(lambda v: emit(self.opacityChanged, v / 100.0))
         row.addWidget(self.opacity, 1)
         lay.addLayout(row)
         self.edit_row = QHBoxLayout()
@@ -272,11 +273,11 @@ class StructurePanel(QWidget):
 
     def _item_changed(self, item, column) -> None:
         if not self._filling and column == 0:
-            self.visibilityChanged.emit()
+            emit(self.visibilityChanged)
 
     def _current_changed(self, cur, prev) -> None:
         if not self._filling:
-            self.selectionChanged.emit(cur.text(0) if cur is not None else "")
+            emit(self.selectionChanged, cur.text(0) if cur is not None else "")
 
     def _double_clicked(self, item, column) -> None:
         name = item.text(0)
@@ -288,4 +289,4 @@ class StructurePanel(QWidget):
     def set_colour(self, name: str, rgb: tuple) -> None:
         self._colours[name] = tuple(int(v) for v in rgb)
         self._items[name].setIcon(0, _colour_icon(rgb))
-        self.colourChanged.emit(name, tuple(rgb))
+        emit(self.colourChanged, name, tuple(rgb))

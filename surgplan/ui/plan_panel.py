@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from surgplan.ui.qtcompat import emit  # noqa: E402
 
 #: Category → (background, text) colours of the risk banner.
 CATEGORY_COLOURS = {
@@ -95,7 +96,7 @@ class PlanPanel(QWidget):
         self.proposals.setMaximumHeight(80)
         self.proposals.setToolTip("Other proposals: double-click to add one to the plan")
         self.proposals.itemDoubleClicked.connect(
-            lambda it: self.proposalChosen.emit(self.proposals.row(it)))
+            lambda it: emit(self.proposalChosen, self.proposals.row(it)))
         lay.addWidget(self.proposals)
         lay.addWidget(QLabel("<b>Trajectories</b>"))
         self.trajectories = QListWidget()
@@ -107,7 +108,7 @@ class PlanPanel(QWidget):
         row = QHBoxLayout()
         self.remove_button = QPushButton("Remove")
         self.remove_button.clicked.connect(
-            lambda: self.removeRequested.emit(self.trajectories.currentRow()))
+            lambda: emit(self.removeRequested, self.trajectories.currentRow()))
         self.risk_map = QCheckBox("Entry risk map on the skin")
         self.risk_map.setObjectName("riskMapBox")
         self.risk_map.toggled.connect(self.riskMapToggled)
@@ -237,7 +238,7 @@ class PlanPanel(QWidget):
 
     def _row_changed(self, row: int):
         if not self._filling and row >= 0:
-            self.trajectorySelected.emit(row)
+            emit(self.trajectorySelected, row)
 
     def show_metrics(self, m) -> None:
         """The risk panel for one trajectory's :class:`TrajectoryMetrics` (``None`` clears)."""

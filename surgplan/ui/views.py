@@ -33,6 +33,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget  # noqa: E402
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor  # noqa: E402
 
 from surgplan.render import Scene3D, SliceScene, capture_render_window  # noqa: E402
+from surgplan.ui.qtcompat import emit  # noqa: E402
 
 
 class VtkView(QVTKRenderWindowInteractor):
@@ -119,13 +120,13 @@ class SliceView(VtkView):
                 self._drag = ("handle",) + hit
             elif self.mode in ("distance", "angle"):
                 self._drag = ("measure",)
-                self.measured.emit(self.mode, self.scene.display_to_lps(*xy), False)
+                emit(self.measured, self.mode, self.scene.display_to_lps(*xy), False)
             elif self.mode in ("paint", "erase"):
                 self._drag = ("paint",)
-                self.painted.emit(self.scene.display_to_lps(*xy), self.mode == "erase")
+                emit(self.painted, self.scene.display_to_lps(*xy), self.mode == "erase")
             else:
                 self._drag = ("cursor",)
-                self.cursorMoved.emit(self.scene.display_to_lps(*xy))
+                emit(self.cursorMoved, self.scene.display_to_lps(*xy))
         elif button == Qt.MouseButton.RightButton:
             self._drag = ("window", self.scene.window)
         elif button == Qt.MouseButton.MiddleButton or (
@@ -138,13 +139,13 @@ class SliceView(VtkView):
         xy = self._device_xy(ev)
         kind = self._drag[0]
         if kind == "cursor":
-            self.cursorMoved.emit(self.scene.display_to_lps(*xy))
+            emit(self.cursorMoved, self.scene.display_to_lps(*xy))
         elif kind == "handle":
-            self.handleMoved.emit(self._drag[1], self._drag[2], self.scene.display_to_lps(*xy))
+            emit(self.handleMoved, self._drag[1], self._drag[2], self.scene.display_to_lps(*xy))
         elif kind == "paint":
-            self.painted.emit(self.scene.display_to_lps(*xy), self.mode == "erase")
+            emit(self.painted, self.scene.display_to_lps(*xy), self.mode == "erase")
         elif kind == "measure":
-            self.measured.emit(self.mode, self.scene.display_to_lps(*xy), False)
+            emit(self.measured, self.mode, self.scene.display_to_lps(*xy), False)
         elif kind == "window":
             (w0, l0) = self._drag[1]
             dx = xy[0] - self._last[0]
@@ -154,7 +155,7 @@ class SliceView(VtkView):
             lv = l0 + dy / max(self.height(), 1) * w0
             self._drag = ("window", (w, lv))
             self._last = xy
-            self.windowChanged.emit(w, lv)
+            emit(self.windowChanged, w, lv)
         elif kind == "pan":
             self.scene.pan_pixels(xy[0] - self._last[0], xy[1] - self._last[1])
             self._last = xy
@@ -163,12 +164,12 @@ class SliceView(VtkView):
 
     def mouseReleaseEvent(self, ev):
         if self._drag is not None and self._drag[0] == "handle" and self.scene.volume is not None:
-            self.handleReleased.emit(self._drag[1], self._drag[2],
+            emit(self.handleReleased, self._drag[1], self._drag[2],
                                      self.scene.display_to_lps(*self._device_xy(ev)))
         if self._drag is not None and self._drag[0] == "paint":
-            self.strokeFinished.emit()
+            emit(self.strokeFinished)
         if self._drag is not None and self._drag[0] == "measure" and self.scene.volume is not None:
-            self.measured.emit(self.mode, self.scene.display_to_lps(*self._device_xy(ev)), True)
+            emit(self.measured, self.mode, self.scene.display_to_lps(*self._device_xy(ev)), True)
         self._drag = None
 
     def mouseDoubleClickEvent(self, ev):
@@ -184,14 +185,14 @@ class SliceView(VtkView):
             self.render()
         else:
             self.scene.scroll(1 if steps > 0 else -1)
-            self.cursorMoved.emit(self.scene.cursor_lps)
+            emit(self.cursorMoved, self.scene.cursor_lps)
 
     def keyPressEvent(self, ev):
         keys = {Qt.Key.Key_Up: 1, Qt.Key.Key_Down: -1, Qt.Key.Key_PageUp: 10,
                 Qt.Key.Key_PageDown: -10}
         if ev.key() in keys and self.scene.volume is not None:
             self.scene.scroll(keys[ev.key()])
-            self.cursorMoved.emit(self.scene.cursor_lps)
+            emit(self.cursorMoved, self.scene.cursor_lps)
         else:
             QWidget.keyPressEvent(self, ev)
 
@@ -252,7 +253,7 @@ class View3D(VtkView):
     def mouseMoveEvent(self, ev):
         if getattr(self, "_drag", None) is not None:
             (idx, which), start = self._drag
-            self.handleMoved.emit(idx, which, self.scene.drag_point(start, self._device_xy(ev)))
+            emit(self.handleMoved, idx, which, self.scene.drag_point(start, self._device_xy(ev)))
             return
         super().mouseMoveEvent(ev)
 
@@ -260,7 +261,7 @@ class View3D(VtkView):
         if getattr(self, "_drag", None) is not None:
             (idx, which), start = self._drag
             self._drag = None
-            self.handleReleased.emit(idx, which, self.scene.drag_point(start, self._device_xy(ev)))
+            emit(self.handleReleased, idx, which, self.scene.drag_point(start, self._device_xy(ev)))
             return
         super().mouseReleaseEvent(ev)
 

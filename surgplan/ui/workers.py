@@ -15,6 +15,7 @@ from PySide6.QtCore import QThread, Signal
 
 from surgplan.core.errors import OperationCancelled
 from surgplan.core.progress import CancelToken
+from surgplan.ui.qtcompat import emit  # noqa: E402
 
 
 class Worker(QThread):
@@ -48,17 +49,17 @@ class Worker(QThread):
         self.token.cancel()
 
     def _progress(self, fraction: float, message: str) -> None:
-        self.progressed.emit(float(fraction), str(message))
+        emit(self.progressed, float(fraction), str(message))
 
     def run(self) -> None:  # runs in the worker thread
         try:
             result = self._fn(progress=self._progress, cancel=self.token)
         except OperationCancelled:
-            self.cancelled.emit()
+            emit(self.cancelled)
         except BaseException as exc:  # shown to the user in the error dialog, never dropped
-            self.failed.emit(exc, traceback.format_exc())
+            emit(self.failed, exc, traceback.format_exc())
         else:
             if self.token.cancelled:
-                self.cancelled.emit()
+                emit(self.cancelled)
             else:
-                self.succeeded.emit(result)
+                emit(self.succeeded, result)

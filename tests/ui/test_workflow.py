@@ -437,6 +437,8 @@ def test_dropping_a_folder_opens_it(qtbot, window, phantom_ct_dir):
 
 
 def test_series_browser_switches_between_ct_and_mr(qtbot, window, phantom_study_dir):
+    from surgplan.ui.qtcompat import emit
+
     win = window
     assert open_and_wait(qtbot, win, phantom_study_dir)
     lst = win.study.list
@@ -446,7 +448,7 @@ def test_series_browser_switches_between_ct_and_mr(qtbot, window, phantom_study_
     assert all(not lst.item(i).icon().isNull() for i in range(2))  # both have thumbnails
     assert win.session.case.volume.modality == "CT"
     mr_item = lst.item(1)
-    lst.itemClicked.emit(mr_item)
+    emit(lst.itemClicked, mr_item)
     vol = win.session.case.volume
     assert vol.modality == "MR"
     axial = win.views[0]
