@@ -423,7 +423,8 @@ def test_dropping_a_folder_opens_it(qtbot, window, phantom_ct_dir):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(phantom_ct_dir))])
     # As a desktop drag does: enter (the window accepts files), then drop.
-    enter = QDragEnterEvent(QPointF(200, 200), Qt.DropAction.CopyAction, mime,
+    # Qt declares the enter event on an integer QPoint and the drop on a QPointF.
+    enter = QDragEnterEvent(QPoint(200, 200), Qt.DropAction.CopyAction, mime,
                             Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(win, enter)
     assert enter.isAccepted()
