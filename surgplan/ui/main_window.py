@@ -103,10 +103,7 @@ def _load_series(path: str, uid: str, *, progress=None, cancel=None):
 def _segment(volume, *, progress=None, cancel=None):
     from surgplan.imaging import segment as seg
 
-    fn = seg.segment_ct
-    if (volume.modality or "").upper() == "MR" and hasattr(seg, "segment_mr"):
-        fn = seg.segment_mr  # once MR segmentation is public; segment_ct refuses MR clearly
-    anatomy = fn(volume, progress=SubProgress(progress, 0.0, 0.8), cancel=cancel)
+    anatomy = seg.segment_volume(volume, progress=SubProgress(progress, 0.0, 0.8), cancel=cancel)
     meshes = _meshes(anatomy, None, progress=SubProgress(progress, 0.8, 1.0), cancel=cancel)
     return anatomy, meshes
 

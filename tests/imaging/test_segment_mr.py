@@ -117,6 +117,18 @@ def test_ct_and_non_volumes_are_refused():
         segment_mr(_box(shape=(2, 60, 60)))
 
 
+def test_segment_volume_picks_the_pipeline_of_the_modality():
+    """The window and the command line segment whatever series is open: MR goes to segment_mr."""
+    from surgplan.imaging.segment import segment_volume
+
+    # An MR box has no spine: segment_mr says so in its own words (CSF), not segment_ct's.
+    a = segment_volume(_box(modality="MR", value=0.0))
+    assert any("one value everywhere" in f for f in a.findings)
+    a = segment_volume(_box(modality="CT", value=-1000.0))
+    assert a.items == () and any("no spinal canal" in f and "axial slices" in f
+                                 for f in a.findings)  # segment_ct's own finding
+
+
 def test_cancellation_raises(phantom_mr):
     token = CancelToken()
     seen = []
