@@ -23,7 +23,7 @@ from scipy.signal import find_peaks
 from surgplan.imaging.segment.canal import CanalTrack
 from surgplan.imaging.segment.discs import DiscPlane, column_profile
 from surgplan.imaging.segment.grid import WorkGrid
-from surgplan.imaging.segment.spine_curve import SpineCurve
+from surgplan.imaging.segment.spine_curve import SpineCurve, curve_from_polylines
 
 #: Share of the way from the median to the 99th percentile of the patient's
 #: signal above which a voxel may be CSF (T2: CSF ≈ 1.8–4 × marrow).
@@ -283,38 +283,8 @@ def fit_mr_curve(img_s: np.ndarray, grid: WorkGrid, track: CanalTrack, marrow: f
     x, y, cy = smooth
     pts = grid.origin_lps + np.stack([x, y, zq], 1) * sp
     can = grid.origin_lps + np.stack([x, cy, zq], 1) * sp
-    pts, can = _prolong(pts, can, 45.0, 25.0)
-    lo = grid.origin_lps
     hi = grid.origin_lps + (np.array(img_s.shape[::-1]) - 1) * sp
-    inside = np.all((pts >= lo) & (pts <= hi), axis=1)
-    pts, can = pts[inside], can[inside]
-    if len(pts) < 4:
-        return None
-    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    s_arc = np.concatenate([[0.0], np.cumsum(seg)])
-    sq = np.arange(0.0, s_arc[-1] + 1e-9, step_mm)
-    P = np.stack([np.interp(sq, s_arc, pts[:, d]) for d in range(3)], 1)
-    C = np.stack([np.interp(sq, s_arc, can[:, d]) for d in range(3)], 1)
-    t = np.gradient(P, axis=0)
-    t /= np.linalg.norm(t, axis=1, keepdims=True)
-    ey = np.array([0.0, 1.0, 0.0])
-    v = ey - (t @ ey)[:, None] * t
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    u = np.cross(v, t)
-    return SpineCurve(P, t, u, v, C, step_mm)
-
-
-def _prolong(pts: np.ndarray, can: np.ndarray, caudal_mm: float, cranial_mm: float):
-    """Prolong two parallel polylines (caudal → cranial) along their end tangents (1 mm steps)."""
-    k = min(len(pts) - 1, 40)
-    t0 = pts[0] - pts[k]
-    t0 /= max(np.linalg.norm(t0), 1e-9)
-    t1 = pts[-1] - pts[-1 - k]
-    t1 /= max(np.linalg.norm(t1), 1e-9)
-    s0 = np.arange(caudal_mm, 0.0, -1.0)[:, None]
-    s1 = np.arange(1.0, cranial_mm + 1e-9, 1.0)[:, None]
-    return (np.concatenate([pts[0] + s0 * t0, pts, pts[-1] + s1 * t1]),
-            np.concatenate([can[0] + s0 * t0, can, can[-1] + s1 * t1]))
+    return curve_from_polylines(pts, can, grid.origin_lps, hi, step_mm)
 
 
 #: Discs are at least this far apart along the curve (mm): a body height (≥ 20 mm

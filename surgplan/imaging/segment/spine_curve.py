@@ -134,11 +134,26 @@ def fit_spine_curve(
     # The body walk fails in the sacrum (tilted ~40°) and the canal may stop at
     # L5: extend both ends along their tangents so that the last disc and the
     # next body are still on the curve.  The scout box bounds the extension.
-    pts, can = _extend_pair(pts, can, caudal_mm=45.0, cranial_mm=25.0)
-    lo = origin_lps
     hi = origin_lps + (np.array(hu_s.shape[::-1]) - 1) * spacing_mm
-    inside = np.all((pts >= lo) & (pts <= hi), axis=1)
+    return curve_from_polylines(pts, can, origin_lps, hi, step_mm)
+
+
+def curve_from_polylines(pts: np.ndarray, can: np.ndarray, lo_lps: np.ndarray,
+                         hi_lps: np.ndarray, step_mm: float, *, caudal_mm: float = 45.0,
+                         cranial_mm: float = 25.0) -> Optional[SpineCurve]:
+    """A SpineCurve from body-centre and canal polylines (caudal → cranial, LPS mm).
+
+    Both ends are prolonged along their tangents (``caudal_mm``, ``cranial_mm``),
+    clipped to the box ``lo_lps``–``hi_lps``, resampled every ``step_mm`` of arc
+    length, and given a frame: ``t`` along the curve, ``v`` the posterior (+y)
+    direction made orthogonal to ``t``, ``u = v × t``.  CT and MR build their
+    curves the same way from here on.  None when fewer than 4 points stay inside.
+    """
+    pts, can = _extend_pair(pts, can, caudal_mm=caudal_mm, cranial_mm=cranial_mm)
+    inside = np.all((pts >= lo_lps) & (pts <= hi_lps), axis=1)
     pts, can = pts[inside], can[inside]
+    if len(pts) < 4:
+        return None
     # resample by arc length
     seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     s = np.concatenate([[0.0], np.cumsum(seg)])
