@@ -18,7 +18,6 @@ place at the end, so a cancelled or failed run leaves no half-written output.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ from typing import Optional
 import numpy as np
 
 from surgplan import __version__
+from surgplan.core.atomic import publish_folder_contents
 from surgplan.core.errors import InputNotFoundError, SegmentationFileError
 from surgplan.core.progress import CancelToken, ProgressCallback, check
 from surgplan.imaging.anatomy import MAPS, Anatomy, Structure, VertebraFrame
@@ -99,12 +99,7 @@ def write_segmentation(
                     table["meshes"][s.name] = rel
         (tmp / LABELS_FILE).write_text(json.dumps(table, indent=1))
         check(cancel)
-        out.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            dest = out / item.name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(item, dest)
+        publish_folder_contents(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if progress:

@@ -28,6 +28,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from surgplan import __version__
+from surgplan.core.atomic import publish_file
 from surgplan.core.errors import DicomImportError
 from surgplan.core.progress import CancelToken, ProgressCallback, check
 from surgplan.imaging.anatomy import Anatomy, Structure
@@ -314,10 +315,7 @@ def write_dicom_seg(
     os.close(fd)
     try:
         seg.save_as(tmp, enforce_file_format=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give the usual mode
-        os.replace(tmp, out)
+        publish_file(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from surgplan import __version__
+from surgplan.core.atomic import publish_folder_contents
 from surgplan.core.progress import CancelToken, ProgressCallback, SubProgress, check
 
 
@@ -182,12 +183,7 @@ def export_case(
                     pngs.append(write_png(f.rgb, tmp / "pictures" / f"trajectory{n}-{f.key}.png"))
             written["pictures"] = pngs
         check(cancel)
-        out.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            dest = out / item.name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(item, dest)
+        publish_folder_contents(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(1.0, "export done")

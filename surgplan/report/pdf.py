@@ -39,6 +39,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from surgplan import __version__
+from surgplan.core.atomic import publish_file
 from surgplan.core.errors import PlanFileError
 from surgplan.core.progress import CancelToken, ProgressCallback, check
 
@@ -630,10 +631,7 @@ def write_report_pdf(
         check(cancel)
         report(0.9, "report: laying out pages")
         doc.build(_keep_headings(story), canvasmaker=_numbered_canvas_class())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
+        publish_file(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from surgplan.core.atomic import publish_file
 from surgplan.core.errors import PlanFileError
 from surgplan.core.progress import CancelToken, ProgressCallback, SubProgress, check
 
@@ -148,10 +149,7 @@ def write_metrics_csv(path: "os.PathLike[str] | str", metrics: Sequence[object])
                         _num(s.clearance_mm), _num(s.margin_mm), "yes" if s.hard else "no",
                         _num(s.contact_probability, 4), _num(s.cumulative_risk, 4),
                     ])
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
+        publish_file(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
