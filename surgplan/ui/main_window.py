@@ -175,6 +175,9 @@ class MainWindow(QMainWindow):
         self._metrics = None
         self._dragging = None  # (index, Trajectory) while a handle is dragged
         self._skin_mesh = None
+        #: What the entry risk map on screen was computed for (procedure, level, side,
+        #: tool, target): a map left from an earlier target would mislead.
+        self._risk_map_for = None
         self.last_update_ms = None
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
@@ -630,6 +633,9 @@ class MainWindow(QMainWindow):
                 self.plan_panel.risk_map.setChecked(False)
         if reason in ("case", "anatomy", "plan"):
             self._show_plan()
+        if (reason == "plan" and self.plan_panel.risk_map.isChecked()
+                and self._risk_map_for != self._risk_map_key()):
+            self.show_risk_map(True)  # the target, tool or selection moved: recompute
         self._update_actions()
         self.render_all()
 
@@ -1245,6 +1251,7 @@ class MainWindow(QMainWindow):
     def show_risk_map(self, on: bool = True):
         """Colour the skin by the best achievable risk of an entry there (selected target)."""
         if not on:
+            self._risk_map_for = None
             self.view3d.scene.set_scalar_surface(None, None, 0, 1)
             self.view3d.render()
             return None
@@ -1272,10 +1279,20 @@ class MainWindow(QMainWindow):
         def done(result):
             mesh, risk = result
             self._skin_mesh = (ctx, mesh)
+            if not self.plan_panel.risk_map.isChecked():
+                return  # switched off while it was computed
+            self._risk_map_for = key
             self.view3d.scene.set_scalar_surface(mesh, risk, 0.0, 1.0, opacity=0.9)
             self.view3d.render()
 
-        return self.run_job("Entry risk map", work, done)
+        key = self._risk_map_key()
+        return self.run_job("Entry risk map", work, done, queue_if_busy=True)
+
+    def _risk_map_key(self):
+        t = self.selected_trajectory()
+        if t is None:
+            return None
+        return (t.procedure, t.level, t.side, t.tool, tuple(np.round(t.target_lps, 3)))
 
     # --- plan files ----------------------------------------------------------------------------
     def save_plan_dialog(self):

@@ -138,6 +138,22 @@ def _plan_drag_undo_save_reopen(qtbot, win, tmp_path):
     values = actor.GetMapper().GetInput().GetPointData().GetScalars()
     lo, hi = values.GetRange()
     assert 0.0 <= lo < hi <= 1.0
+    # Moving the target makes the map stale: it is computed again for the new target.
+    import dataclasses
+
+    cur = win.session.state.plan
+    t0 = cur.trajectories[0]
+    far = dataclasses.replace(t0, target_lps=tuple(np.add(t0.target_lps, (0.0, 0.0, 12.0))))
+    with qtbot.waitSignal(win.jobFinished, timeout=60_000) as blocker:
+        win.session.apply("move target", plan=cur.with_trajectory(far))
+    assert blocker.args == ["Entry risk map", True]
+    new_values = win.view3d.scene._scalar_actor.GetMapper().GetInput().GetPointData().GetScalars()
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    assert not np.allclose(vtk_to_numpy(new_values), vtk_to_numpy(values))
+    with qtbot.waitSignal(win.jobFinished, timeout=60_000) as blocker:
+        win.act_undo.trigger()  # back to the first target: its map again
+    assert blocker.args == ["Entry risk map", True]
     win.plan_panel.risk_map.setChecked(False)
     assert win.view3d.scene._scalar_actor is None
     # Save, change, reopen: the same plan and anatomy come back.
