@@ -191,6 +191,11 @@ class ScaleBar:
         self.label.SetVisibility(bool(on))
 
 
+def _elide(line: str, chars: int) -> str:
+    """``line`` cut to ``chars`` characters, ending in "…" when cut."""
+    return line if len(line) <= chars else line[: max(chars - 1, 1)].rstrip() + "…"
+
+
 class CornerText:
     """Text in the four corners of a view (patient, series, slice, window/level).
 
@@ -207,6 +212,12 @@ class CornerText:
 
     def __init__(self, renderer, font_scale: float = 1.0):
         self.actors = {}
+        self._full = {}  # corner → the whole text; the actor may show it shortened
+        self._renderer = renderer
+        # Before each render, shorten the upper texts to their half of the view, so
+        # that patient and series lines never run into each other or into the
+        # orientation letter at the top centre of a small view (1366×768, 2×2).
+        renderer.AddObserver("StartEvent", lambda *_: self.fit())
         for key, (x, y, hj, vj) in self._PLACES.items():
             a = _text_actor(int(round(15 * font_scale)), bold=False)
             a.GetTextProperty().SetJustification(hj)
@@ -221,10 +232,32 @@ class CornerText:
             a.GetTextProperty().SetFontSize(int(round(15 * font_scale)))
 
     def set(self, corner: str, text: str) -> None:
+        self._full[corner] = text
         self.actors[corner].SetInput(text)
+        self.fit()
 
     def get(self, corner: str) -> str:
-        return self.actors[corner].GetInput() or ""
+        """The whole text of ``corner`` (the view may show it shortened with "…")."""
+        return self._full.get(corner, self.actors[corner].GetInput() or "")
+
+    def fit(self) -> None:
+        """Shorten each line of the upper corners to fit half the view's width."""
+        width_px = self._renderer.GetSize()[0]
+        if width_px <= 1:
+            return  # not laid out yet
+        win = self._renderer.GetRenderWindow()
+        dpi = win.GetDPI() if win is not None else 72
+        for corner in ("upper left", "upper right"):
+            actor = self.actors[corner]
+            font_px = actor.GetTextProperty().GetFontSize() * dpi / 72.0
+            # Half the width, less room for the orientation letter in the middle;
+            # ≈ 0.6 em per character in the sans font VTK uses.
+            room = max(width_px / 2.0 - 1.5 * font_px, 0.0)
+            chars = max(int(room / (0.6 * font_px)), 4)
+            text = "\n".join(_elide(line, chars)
+                             for line in self._full.get(corner, "").split("\n"))
+            if text != (actor.GetInput() or ""):
+                actor.SetInput(text)
 
     def set_visible(self, corner: str, on: bool) -> None:
         self.actors[corner].SetVisibility(bool(on))

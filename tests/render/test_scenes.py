@@ -242,3 +242,18 @@ def test_scalar_surface_goes_green_to_red(small_phantom_truth):
     reddish = lambda a: ((a[..., 0] > a[..., 1] + 60) & (a[..., 0] > 90)).sum()  # noqa: E731
     assert greenish(left_half) > 200 and reddish(right_half) > 200
     assert reddish(left_half) < greenish(left_half) / 10
+
+
+def test_patient_and_series_text_shortened_in_a_small_view(small_phantom):
+    """At 1366×768 a 2×2 view is ≈ 340 px wide: the corner lines must not run together."""
+    s = SliceScene("axial")
+    s.set_volume(small_phantom.ct)
+    series = "CT Phantom CT lumbar spine arterial phase with a long description"
+    s.set_patient_text("PHANTOM^SPINE\nID SURGPLAN-PHANTOM", series + "\n20240101")
+    render_offscreen(s, (340, 340), reset_camera=True)
+    shown = s.corners.actors["upper right"].GetInput().split("\n")
+    assert shown[0].endswith("…") and len(shown[0]) < len(series)
+    assert shown[1] == "20240101"  # short lines stay whole
+    assert s.corners.get("upper right") == series + "\n20240101"  # the text itself is kept
+    render_offscreen(s, (1600, 900), reset_camera=True)
+    assert s.corners.actors["upper right"].GetInput().split("\n")[0] == series
