@@ -70,6 +70,9 @@ def add_parser(sub) -> None:
     s.add_argument("--target", help="x,y,z target in LPS mm")
     s.add_argument("--count", type=int, default=3, help="proposals to show (default 3)")
     s.add_argument("--json", metavar="FILE", help="also write the metrics as JSON to FILE")
+    s.add_argument("--save-plan", metavar="FILE",
+                   help="also save the plan (the best trajectory of each side, or the given "
+                   "one) as a plan file for `surgplan report --plan` and the window")
     s.add_argument("--segmentation", metavar="DIR",
                    help="reuse a folder written by `surgplan segment` instead of segmenting")
     s.add_argument("--pdf", metavar="FILE", help="also write the plan report of the best "
@@ -84,7 +87,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from surgplan.core.progress import SubProgress
     from surgplan.imaging.loader import load_volume
     from surgplan.planning import PlanningContext, Trajectory, evaluate, propose
-    from surgplan.planning.procedures import get_procedure
+    from surgplan.planning.procedures import get_procedure, split_level
 
     if args.side == "both" and args.entry:
         print("surgplan plan: --entry/--target give one trajectory: choose --side left or right",
@@ -96,6 +99,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 2
     proc = get_procedure(args.procedure)
     try:
+        split_level(proc, args.level)  # before minutes of loading and segmenting
         tool = parse_tool(proc, args.tool) if args.tool else None
     except (KeyError, ValueError) as exc:
         print(f"surgplan plan: {exc.args[0]}", file=sys.stderr)
@@ -148,6 +152,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
              "trajectories": [m.to_dict() for m in results],
              "conflicts": [c.to_dict() for c in conflicts]}, indent=2))
         print(f"metrics written to {args.json}")
+    if args.save_plan:
+        from surgplan.planning import CaseReference, Plan, save_plan
+
+        chosen = ([results[0].trajectory] if args.entry
+                  else [props[0].trajectory for props in per_side if props])
+        save_plan(Plan(CaseReference.from_volume(vol), tuple(chosen)), args.save_plan)
+        print(f"plan saved to {args.save_plan} ({len(chosen)} trajectory(ies))")
     if args.pdf:
         from surgplan.report.plan_report import report_proposal
 

@@ -103,6 +103,11 @@ def plan_from_dict(data: dict, source: str = "plan") -> Plan:
         raise PlanFileError(f"{source}: a plan file holds one JSON object, got "
                             f"{type(data).__name__}")
     ver = data.get("schema_version")
+    if ver is None and any(isinstance(t, dict) and "length_mm" in t
+                           for t in data.get("trajectories") or []):
+        raise PlanFileError(
+            f"{source}: this holds the metrics written by `surgplan plan --json`, not a plan; "
+            "save a plan with `surgplan plan … --save-plan plan.json`")
     if isinstance(ver, bool) or not isinstance(ver, int):
         raise PlanFileError(f"{source}: field schema_version must be an integer, got {ver!r}")
     if ver > SCHEMA_VERSION:

@@ -365,17 +365,18 @@ def split_level(procedure: Procedure, level: str) -> Tuple[str, str]:
 
     Raises
     ------
-    ValueError
-        ``level`` does not have the form the procedure needs.
+    PlanningError
+        ``level`` does not have the form the procedure needs (a ValueError).
     """
+    from surgplan.core.errors import PlanningError
     from surgplan.imaging.structures import is_vertebra
 
     if procedure.level_kind == "disc":
         parts = level.split("-")
         if len(parts) != 2 or not all(is_vertebra(p) for p in parts):
-            raise ValueError(f"{procedure.key} is planned at a disc level such as L4-L5, "
-                             f"got {level!r}")
+            raise PlanningError(f"{procedure.key} is planned at a disc level such as L4-L5, "
+                                f"got {level!r}")
         return parts[0], parts[1]
     if not is_vertebra(level):
-        raise ValueError(f"{procedure.key} is planned at a vertebra such as L4, got {level!r}")
+        raise PlanningError(f"{procedure.key} is planned at a vertebra such as L4, got {level!r}")
     return level, level

@@ -104,6 +104,33 @@ def test_cli_plan_proposes_and_writes_json(phantom_files, tmp_path, capsys):
     assert t["risk"]["category"] in ("low", "moderate", "high")
     s = t["risk"]["structures"][0]
     assert {"name", "provenance", "clearance_mm", "contact_probability"} <= set(s)
+    # The metrics are not a plan: giving them to `report` says what to do instead.
+    with pytest.raises(PlanFileError, match="--save-plan"):
+        load_plan(out)
+
+
+def test_cli_plan_saves_the_plan_the_report_reads(phantom_files, tmp_path, capsys):
+    from surgplan.cli import main
+
+    ct, seg = phantom_files
+    path = tmp_path / "plan.json"
+    rc = main(["plan", str(ct), "--procedure", "teld", "--level", "L4-L5", "--side", "both",
+               "--segmentation", str(seg), "--count", "1", "--save-plan", str(path)])
+    assert rc == 0
+    plan = load_plan(path)
+    assert [(t.level, t.side) for t in plan.trajectories] == [("L4-L5", "left"),
+                                                              ("L4-L5", "right")]
+    assert "plan saved to" in capsys.readouterr().out
+
+
+def test_cli_plan_refuses_a_bad_level_before_loading(tmp_path, capsys):
+    from surgplan.cli import main
+
+    missing = tmp_path / "not-loaded-yet"  # the level is checked before the study is read
+    rc = main(["plan", str(missing), "--procedure", "teld", "--level", "L9-L5", "--side",
+               "left"])
+    assert rc == 2
+    assert "disc level such as L4-L5, got 'L9-L5'" in capsys.readouterr().err
 
 
 def test_cli_plan_evaluates_a_given_trajectory(phantom_files, tmp_path, capsys):
