@@ -40,6 +40,9 @@ class DiscPlane:
     thickness_mm : float
         Height of the disc at its centre (mm): the width of the dip where the
         profile along the curve is darker than ``endplate_hu``.
+    disc_hu : float
+        Mean CT number at the middle of the dip (HU): the disc's own level, from
+        which its edge against the endplates is the half-maximum.
     """
 
     point_lps: np.ndarray
@@ -48,6 +51,7 @@ class DiscPlane:
     depth_hu: float
     endplate_hu: float = 100.0
     thickness_mm: float = 8.0
+    disc_hu: float = 75.0
 
     def signed_mm(self, pts_lps: np.ndarray) -> np.ndarray:
         """Signed distance (mm) of points above (+) / below (−) the plane."""
@@ -150,7 +154,7 @@ def find_disc_planes(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve) -> lis
         bone_level = float(np.median(sides)) if len(sides) else p[pk] + 40.0
         endplate = float(np.clip(0.5 * (p[pk] + bone_level), 90.0, 140.0))
         planes.append(DiscPlane(best[1], best[2], float(pk * curve.step_mm), float(prom), endplate,
-                                _dip_width_mm(p, pk, endplate, curve.step_mm)))
+                                _dip_width_mm(p, pk, endplate, curve.step_mm), float(p[pk])))
     return planes
 
 

@@ -58,6 +58,11 @@ SOFT_TISSUE_HU = 40.0
 #: bright spot (a facet's subchondral plate, a calcified ligament) would
 #: otherwise push the edge of the faint bone around it inwards.
 EDGE_PEAK_CAP_HU = 400.0
+#: The same cap where the edges are settled at a finer input (≤ 1 mm voxels):
+#: there the cortex is resolved and its blurred peak reads 500–1000 HU, so a
+#: cap of 400 HU put the edge one voxel outside the bone (phantom at 0.8 mm:
+#: the first voxel outside read ≈ 230 HU and was kept).
+REFINE_PEAK_CAP_HU = 700.0
 #: Bone farther than this (mm) from every vertebra's axis, at its height, is
 #: ilium or rib: lumbar transverse processes end ≈ 45–50 mm from the midline.
 LATERAL_MARKER_MM = 62.0
@@ -389,15 +394,16 @@ def refine_on_input(vert: np.ndarray, hu: np.ndarray, spacing_kji_mm, free: np.n
     lab = vert[box]
     hu_s = ndi.gaussian_filter(np.asarray(hu[box], np.float32), 0.5 * work_mm / 1.5 / sp)
     size = [2 * max(1, int(round(2.5 / s))) + 1 for s in sp]
-    peak = np.minimum(ndi.maximum_filter(hu_s, size=size), EDGE_PEAK_CAP_HU)
+    peak = np.minimum(ndi.maximum_filter(hu_s, size=size), REFINE_PEAK_CAP_HU)
     bone = (hu_s >= BONE_HU) & (hu_s >= 0.5 * (peak + SOFT_TISSUE_HU))
     del peak
     reach = max(1, int(round(0.5 * work_mm / sp.min())))
     union = lab > 0
     band = ndi.binary_dilation(union, iterations=reach) & ~ndi.binary_erosion(union, iterations=reach)
     out = lab.copy()
-    # soft tissue leaves (cancellous bone beside a bright cortex stays: ≥ 200 HU)
-    out[band & union & ~bone & (hu_s < 200.0)] = 0
+    # what is below the half-maximum in the label's outer layer leaves: the
+    # outer layer is cortex or outside it, never cancellous bone behind the cortex
+    out[band & union & ~bone] = 0
     grow = band & ~union & bone & free[box]
     if grow.any():
         out[grow] = ndi.grey_dilation(lab, size=(2 * reach + 1,) * 3)[grow]
@@ -564,7 +570,17 @@ def label_discs(hu_s: np.ndarray, grid: WorkGrid, segs: list, vert: np.ndarray) 
         back = d @ lower.v
         off = 0.5 * (lower.canal_offset_mm + upper.canal_offset_mm)
         m = (np.abs(along) < 10.0) & (radial < 22.0) & (back < off - 7.0)
-        m &= (hu >= 20.0) & (hu < plane.endplate_hu) & (vert[z0:z1].ravel() == 0)
+        # not wider than the endplates: the psoas and vessels beside it read as annulus
+        m &= _endplate_footprint(pts, plane, lower, vert[z0:z1].ravel(), (n, n + 1), off,
+                                 grid.spacing_mm)
+        # the disc's edge against an endplate is the half-maximum between the
+        # disc and the endplate's cortex, as every other bone edge: blurred by
+        # the cortex, the disc's last voxel reads 150–250 HU
+        size = 2 * max(1, int(round(2.5 / grid.spacing_mm))) + 1
+        peak = np.minimum(ndi.maximum_filter(hu_s[z0:z1], size=size), EDGE_PEAK_CAP_HU)
+        level = np.maximum(plane.endplate_hu, 0.5 * (peak.ravel() + plane.disc_hu))
+        del peak
+        m &= (hu >= 20.0) & (hu < level) & (vert[z0:z1].ravel() == 0)
         m = m.reshape((z1 - z0,) + shape[1:])
         cl, k = ndi.label(m)
         if k > 1:
@@ -575,6 +591,39 @@ def label_discs(hu_s: np.ndarray, grid: WorkGrid, segs: list, vert: np.ndarray) 
             full = np.zeros(shape, bool)
             full[z0:z1] = m
             out[n] = full
+    return out
+
+
+def _endplate_footprint(pts: np.ndarray, plane, lower, vert: np.ndarray, labels, off_mm: float,
+                        step_mm: float) -> np.ndarray:
+    """Whether each point lies over the endplates that bound a disc (seen along its normal).
+
+    A disc is as wide as the endplates above and below it; the psoas and the
+    vessels that touch it read the same as the annulus.  The footprint is the
+    union of the two bodies' voxels within 12 mm of the disc plane (the front of
+    a lordotic disc is ≈ 15 mm high), in front of the canal, projected onto the
+    plane, closed and filled, and widened by one step.
+    """
+    e1 = np.cross(plane.normal, lower.v)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(plane.normal, e1)
+    d = pts - plane.point_lps.astype(np.float32)
+    along = d @ plane.normal
+    c1 = np.round((d @ e1) / step_mm).astype(int)
+    c2 = np.round((d @ e2) / step_mm).astype(int)
+    del d
+    r = int(np.ceil(30.0 / step_mm))
+    inside = (np.abs(c1) <= r) & (np.abs(c2) <= r)
+    near = inside & (np.abs(along) < 12.0) & np.isin(vert, labels) \
+        & ((pts - plane.point_lps) @ lower.v < off_mm - 7.0)
+    fp = np.zeros((2 * r + 1, 2 * r + 1), bool)
+    fp[c1[near] + r, c2[near] + r] = True
+    if not fp.any():
+        return np.ones(len(pts), bool)
+    fp = ndi.binary_closing(np.pad(fp, 3), iterations=3)[3:-3, 3:-3]
+    fp = ndi.binary_dilation(ndi.binary_fill_holes(fp))
+    out = np.zeros(len(pts), bool)
+    out[inside] = fp[c1[inside] + r, c2[inside] + r]
     return out
 
 
