@@ -63,6 +63,9 @@ EDGE_PEAK_CAP_HU = 400.0
 #: cap of 400 HU put the edge one voxel outside the bone (phantom at 0.8 mm:
 #: the first voxel outside read ≈ 230 HU and was kept).
 REFINE_PEAK_CAP_HU = 700.0
+#: A disc reaches this far (mm) from the curve: a lumbosacral disc is ≈ 50 mm
+#: wide; the endplates' footprint bounds each disc more closely.
+DISC_RADIUS_MM = 24.0
 #: Bone farther than this (mm) from every vertebra's axis, at its height, is
 #: ilium or rib: lumbar transverse processes end ≈ 45–50 mm from the midline.
 LATERAL_MARKER_MM = 62.0
@@ -569,7 +572,8 @@ def label_discs(hu_s: np.ndarray, grid: WorkGrid, segs: list, vert: np.ndarray) 
         radial = np.linalg.norm(d - along[:, None] * plane.normal, axis=1)
         back = d @ lower.v
         off = 0.5 * (lower.canal_offset_mm + upper.canal_offset_mm)
-        m = (np.abs(along) < 10.0) & (radial < 22.0) & (back < off - 7.0)
+        # back to the bodies' posterior wall (≈ 5 mm in front of the canal's centre)
+        m = (np.abs(along) < 10.0) & (radial < DISC_RADIUS_MM) & (back < off - 5.0)
         # not wider than the endplates: the psoas and vessels beside it read as annulus
         m &= _endplate_footprint(pts, plane, lower, vert[z0:z1].ravel(), (n, n + 1), off,
                                  grid.spacing_mm)
@@ -615,7 +619,7 @@ def _endplate_footprint(pts: np.ndarray, plane, lower, vert: np.ndarray, labels,
     r = int(np.ceil(30.0 / step_mm))
     inside = (np.abs(c1) <= r) & (np.abs(c2) <= r)
     near = inside & (np.abs(along) < 12.0) & np.isin(vert, labels) \
-        & ((pts - plane.point_lps) @ lower.v < off_mm - 7.0)
+        & ((pts - plane.point_lps) @ lower.v < off_mm - 5.0)
     fp = np.zeros((2 * r + 1, 2 * r + 1), bool)
     fp[c1[near] + r, c2[near] + r] = True
     if not fp.any():
