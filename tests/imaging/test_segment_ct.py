@@ -171,10 +171,16 @@ def test_phantom_vertebrae_are_whole_and_named_right(small_phantom, phantom_anat
 
 
 def test_phantom_discs_between_the_right_vertebrae(small_phantom, phantom_anatomy):
+    """Each disc fills the space between its endplates, not the psoas beside it.
+
+    The floor is this grid's measured figure (0.87–0.94) less a margin; before
+    the disc edge was taken at the half-maximum against the endplate cortex and
+    bounded by the endplates' footprint, the full-resolution discs were 0.75–0.86.
+    """
     case, a = small_phantom, phantom_anatomy
     for upper, lower in zip(VERTEBRAE[:-1], VERTEBRAE[1:]):
         name = f"disc {upper}-{lower}"
-        assert _phantom_dice(case, a, name) >= 0.75, name
+        assert _phantom_dice(case, a, name) >= 0.83, name
 
 
 @pytest.mark.parametrize("spec, expect", [
