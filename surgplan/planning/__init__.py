@@ -16,7 +16,9 @@ Public API (names are stable; the GUI and the report call them)::
     m = evaluate(ctx, trajectory, error_mm=1.5, error_deg=1.5, n_samples=128)
         # -> TrajectoryMetrics (≤ 20 ms): length_mm, reaches, midline_distance_mm,
         # angles_deg {"patient"|"vertebra": {axial, sagittal, coronal, medial_tilt,
-        # caudal_tilt}}, structures (StructureRisk: name, provenance, clearance_mm from
+        # caudal_tilt}}; the usual-range checks take the medial tilt in the vertebra's
+        # frame and the craniocaudal tilt in patient axes, as their sources measured
+        # them (procedures.Procedure), structures (StructureRisk: name, provenance, clearance_mm from
         # the tool's surface, cumulative_risk, contact_probability; assessed=False with a
         # note when the structure is not in the anatomy), bone_removed_ml {"L5 superior
         # articular process left": ml, …}, kambin (KambinFit) / pedicle (PedicleFit),

@@ -599,10 +599,13 @@ def _categorise(proc, traj, risks, bone_ml, hard_bone_ml, length, reaches, angle
                         f"({rng.source})")
         score += 0.02 * rng.excess(med)
     rng = proc.caudal_tilt_deg.get(lv)
-    cau = angles["vertebra"]["caudal_tilt"]
+    # the usual tilts were measured against the image's axial plane (patient axes), where
+    # they follow the lordosis; the lower vertebra's own frame is tilted by that lordosis
+    # (≈ 16° at L5 on the phantom, ≈ 31° on a real CT) and would shift every figure by it
+    cau = angles["patient"]["caudal_tilt"]
     if rng is not None and not rng.contains(cau):
-        moderate.append(f"craniocaudal tilt {cau:.0f}° (positive = caudal), outside the usual "
-                        f"{rng.text()}° at {lv} ({rng.source})")
+        moderate.append(f"craniocaudal tilt {cau:.0f}° in patient axes (positive = caudal), "
+                        f"outside the usual {rng.text()}° at {lv} ({rng.source})")
         score += 0.01 * rng.excess(cau)
     if kfit is not None and not kfit.fits:
         moderate.append(f"Kambin's triangle at {lv} {traj.side}: inscribed circle "

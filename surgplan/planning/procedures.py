@@ -113,7 +113,11 @@ class Procedure:
         Usual medial tilt (angle between the tool and the sagittal plane, in
         the axial projection, tool pointing medially) per level.
     caudal_tilt_deg : Mapping[str, Range]
-        Usual craniocaudal tilt per level (positive: the tool points caudally).
+        Usual craniocaudal tilt per level (positive: the tool points caudally), in
+        *patient axes*: the angle between the tool and the scan's axial plane in the
+        sagittal projection.  The source measured it so on sagittal MRI, where it follows
+        the discs' lordosis (3° cephalad at L3-4 to 27° caudal at L5-S1); in the lower
+        vertebra's own frame those figures would all be near 0.
     medial_tilt_hard_deg : Range
         Tilts outside this range are not an approach of this procedure (hard constraint).
     sources : tuple of str
@@ -159,7 +163,8 @@ SRC_TELD_ENTRY = ("DOMAIN.md: transforaminal entry, MRI n=102 — lateral nucleu
                   "and 12/20/27° medial tilt, centre of the nucleus 64/77/85 mm and 40/47/52° "
                   "at L3-4/L4-5/L5-S1")
 SRC_TELD_SAGITTAL = ("DOMAIN.md: sagittal tilt ≈ 3° cephalad at L3-4, 10° caudal at L4-5, "
-                     "27° caudal at L5-S1 (MRI n=102)")
+                     "27° caudal at L5-S1 against the image's axial plane (Rajagopal et al., "
+                     "MRI n=102)")
 SRC_CANNULA = "DOMAIN.md: working cannula + endoscope 6–8 mm outer diameter, ~150–200 mm long"
 SRC_SCREW = "DOMAIN.md: lumbar pedicle screws 4.5–7.5 mm × 35–55 mm"
 SRC_NEEDLE = "DOMAIN.md: spinal needle 18–22 G (0.7–1.3 mm), 90–180 mm"

@@ -120,15 +120,15 @@ def _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg,
     if n == 0:
         return score, feasible
     fr = ctx.frames.get(lower) or ctx.frames.get(upper)
-    lr, ap, si = (fr.lr, fr.ap, fr.si) if fr is not None else (
-        np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0]))
+    lr, ap = (fr.lr, fr.ap) if fr is not None else (np.array([1.0, 0, 0]),
+                                                    np.array([0, 1.0, 0]))
     origin = fr.origin_lps if fr is not None else target
     sgn = SIDE_SIGN.get(side, 0.0)
     D = target[None, :] - V
     L = np.linalg.norm(D, axis=1)
     d = D / np.maximum(L, 1e-9)[:, None]
     feasible &= L <= tool.working_length_mm
-    u, v, w = _dot(d, lr), _dot(d, ap), _dot(d, si)
+    u, v = _dot(d, lr), _dot(d, ap)
     med = np.degrees(np.arctan2(np.abs(u), np.abs(v)))
     med = np.where(u * sgn > 0, -med, med) if sgn else med
     feasible &= (med >= (proc.medial_tilt_hard_deg.low or -180)) & \
@@ -139,8 +139,8 @@ def _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg,
             np.maximum(med - (rng.high if rng.high is not None else 1e9), 0)
         score += 0.02 * exc
     rng = proc.caudal_tilt_deg.get(level)
-    if rng is not None:
-        cau = np.degrees(np.arctan2(-w, np.abs(v)))
+    if rng is not None:  # in patient axes, as the usual tilts were measured (procedures.py)
+        cau = np.degrees(np.arctan2(-d[:, 2], np.abs(d[:, 1])))
         exc = np.maximum(rng.low - cau, 0) + np.maximum(cau - rng.high, 0)
         score += 0.01 * exc
     rng = proc.midline_mm.get(level)

@@ -214,3 +214,28 @@ def test_screw_tissue_shares_from_masks_without_the_ct(ctx):
     # the same screw, the same bone: the soft-tissue share does not depend on the method
     assert masks.soft_share == pytest.approx(with_ct.soft_share, abs=0.02)
     assert masks.cortical_share > 0.0
+
+
+def _direction(medial_deg, caudal_deg, side_sign):
+    """Unit LPS direction entry → target with a medial and a craniocaudal tilt in patient axes."""
+    m, c = np.radians(medial_deg), np.radians(caudal_deg)
+    d = np.array([-side_sign * np.sin(m), -np.cos(m), 0.0])  # anteromedial, horizontal
+    d[2] = -np.tan(c) * abs(d[1])  # in the sagittal projection; positive points down
+    return d / np.linalg.norm(d)
+
+
+@pytest.mark.parametrize("caudal_deg,flagged", [(8.0, False), (30.0, True), (-12.0, True)])
+def test_craniocaudal_tilt_is_judged_in_patient_axes(ctx, teld, caudal_deg, flagged):
+    # the usual L4-L5 range (10° caudal, -5…25°) is measured against the axial plane; the
+    # phantom's L5 is tilted 16° by the lordosis, so in its own frame 8° reads -8° (outside)
+    # and 30° reads 14° (inside): only the patient-axes angle gives the right answer
+    target = np.asarray(teld[("L4-L5", "left")][0].trajectory.target_lps)
+    d = _direction(35.0, caudal_deg, 1.0)
+    tool = get_procedure("teld").tool()
+    m = evaluate(ctx, Trajectory("teld", "L4-L5", "left", tool, target - 140.0 * d, target))
+    assert m.angles_deg["patient"]["caudal_tilt"] == pytest.approx(caudal_deg, abs=1e-6)
+    assert abs(m.angles_deg["vertebra"]["caudal_tilt"] - caudal_deg) > 10.0
+    reasons = [r for r in m.risk.reasons if r.startswith("craniocaudal tilt")]
+    assert bool(reasons) == flagged, m.risk.reasons
+    if flagged:
+        assert f"{caudal_deg:.0f}° in patient axes" in reasons[0]
