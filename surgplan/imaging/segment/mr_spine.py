@@ -403,6 +403,13 @@ WALL_FLOOR = 0.2
 #: A wall is where the signal leaves a narrower band (robust SDs) for ≥ 1 mm.
 WALL_SD = 1.5
 LATERAL_SD = 2.5
+#: Width of a body over its depth where a lateral wall does not show: 36/30 (L1)
+#: to 46/36 mm (L5) in dry bone (ANATOMY.md), plus partial volume of ≈ one thick
+#: sagittal slice (4 mm a side at most) on MR.
+WIDTH_PER_DEPTH = 1.5
+#: Least half-depth (mm) of the dural sac: the body's back wall lies this far in
+#: front of the CSF column's centre or more.
+SAC_HALF_DEPTH_MM = 5.0
 
 
 def label_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list, marrow: float,
@@ -503,6 +510,9 @@ def body_walls(img_s: np.ndarray, grid: WorkGrid, sg, lo_v: float, hi_v: float,
     back = _wall_mm(img_s, grid, sg, sg.v, -np.inf, scale_csf, 45.0) - 2.0
     if back >= 43.0:
         back = float(sg.canal_offset_mm - 7.0)
+    # the wall lies in front of the CSF column's centre, by at least half a sac's
+    # depth: where the CSF in front of the cord is thin (T11, T12) the walk can miss it
+    back = min(back, float(sg.canal_offset_mm) - SAC_HALF_DEPTH_MM)
     front = _wall_mm(img_s, grid, sg, -sg.v, lo_v, hi_v, BODY_FRONT_MM)
     # across, the walk may leave the band only where the cortex is: slices of a
     # sagittal series are thick and blur the lateral wall, so the band is wider
@@ -510,6 +520,16 @@ def body_walls(img_s: np.ndarray, grid: WorkGrid, sg, lo_v: float, hi_v: float,
             hi_v + 0.5 * (hi_v - lo_v) * (LATERAL_SD / WALL_SD - 1.0))
     right = _wall_mm(img_s, grid, sg, -sg.u, *wide, BODY_HALF_WIDTH_MM)
     left = _wall_mm(img_s, grid, sg, sg.u, *wide, BODY_HALF_WIDTH_MM)
+    # a side where no wall was seen would otherwise reach the search limit (a body
+    # 54 mm wide, plus the watershed's room): where the psoas has the marrow's signal
+    # and thick sagittal slices blur the cortex, the lateral wall shows on neither
+    # real scan.  The body's depth is measured well (cortex in front, CSF behind), and
+    # lumbar bodies are ≈ 1.2–1.3 × as wide as deep (ANATOMY.md), a slice more on MR.
+    half_width = 0.5 * WIDTH_PER_DEPTH * (front + back)
+    if right >= BODY_HALF_WIDTH_MM:
+        right = min(right, half_width)
+    if left >= BODY_HALF_WIDTH_MM:
+        left = min(left, half_width)
     return front, back, right, left
 
 
