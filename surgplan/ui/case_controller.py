@@ -34,6 +34,7 @@ class CaseController:
         st, case = w.session.state, w.session.case
         vol = case.volume
         plan, anatomy = st.plan, st.anatomy
+        measurements = list(w.measure.measurements)
 
         def done(p):
             w.session.dirty = False
@@ -43,7 +44,8 @@ class CaseController:
                 w.act_recover.setEnabled(False)
 
         return w.jobs.run("Saving the plan", lambda **kw: save_case(
-            path, plan, anatomy, vol, source=case.source, selected=st.selected, **kw), done)
+            path, plan, anatomy, vol, source=case.source, selected=st.selected,
+            measurements=measurements, **kw), done)
 
     def _add_recent_plan(self, path: str):
         self.w.settings.setValue("lastPlan", path)
@@ -58,7 +60,7 @@ class CaseController:
 
     def open_case_file(self, path):
         """Open a ``.surgplan`` file on the open study, or open its study first."""
-        from surgplan.ui.case_files import load_case, read_manifest
+        from surgplan.ui.case_files import load_case, read_manifest, read_measurements
 
         w = self.w
         try:
@@ -90,14 +92,19 @@ class CaseController:
             w.session.select_series(match)
         vol = case.volumes[match]
 
+        def work(progress=None, cancel=None):
+            return load_case(path, vol), read_measurements(path)
+
         def done(result):
-            manifest, plan, anatomy = result
+            (manifest, plan, anatomy), measurements = result
             w.viewer.forget_surfaces()
+            # The file's measurements replace those on screen (none in older files).
+            w.measure.replace(measurements)
             w.session.apply(f"open {Path(path).name}", anatomy=anatomy, plan=plan,
                             selected=int(manifest.get("selected", -1)))
             w.session.dirty = False
 
-        return w.jobs.run("Opening the plan", lambda **kw: load_case(path, vol), done)
+        return w.jobs.run("Opening the plan", work, done)
 
     # --- recovery ----------------------------------------------------------------------------
     def autosave_path(self) -> Path:
@@ -105,19 +112,19 @@ class CaseController:
         return Path(self.w.settings.fileName()).with_name("autosave" + ".surgplan")
 
     def autosave(self) -> None:
-        """On closing: keep unsaved plan and anatomy edits for File ▸ Recover."""
+        """On closing: keep unsaved plan, anatomy edits and measurements for File ▸ Recover."""
         from surgplan.ui.case_files import save_case
 
         w = self.w
         st, case = w.session.state, w.session.case
         path = self.autosave_path()
-        if not w.session.dirty or case.volume is None or (st.plan is None
-                                                           and st.anatomy is None):
+        if not w.session.dirty or case.volume is None or (
+                st.plan is None and st.anatomy is None and not w.measure.measurements):
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_case(path, st.plan, st.anatomy, case.volume, source=case.source,
-                      selected=st.selected)
+                      selected=st.selected, measurements=list(w.measure.measurements))
         except Exception as exc:  # closing must not fail; say what was not kept
             print(f"surgplan: unsaved work could not be kept in {path}: {exc}", file=sys.stderr)
 

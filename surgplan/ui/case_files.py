@@ -6,6 +6,9 @@ A ``.surgplan`` file is a zip archive::
                           "series_uid": …, "selected": index of the edited trajectory}
     plan.json            the plan (surgplan.planning.save_plan format)
     segmentation/        labels.json + label maps (surgplan.imaging.segmentation_files)
+    measurements.json    distances and angles drawn on the slices, LPS mm
+                         (surgplan.ui.measurements); absent from files written
+                         before it existed, which read as having none
 
 The images are not copied into it (they can be large and carry patient data):
 reopening needs the study, found at ``source`` or already open.  No Qt here.
@@ -26,11 +29,19 @@ from surgplan.core.errors import PlanFileError
 FORMAT = "surgplan-case"
 VERSION = 1
 SUFFIX = ".surgplan"
+MEASUREMENTS = "measurements.json"
 
 
 def save_case(path, plan, anatomy, volume, *, source: str = "", selected: int = -1,
-              progress=None, cancel=None) -> Path:
-    """Write ``plan`` and ``anatomy`` (may be None) to ``path`` atomically."""
+              measurements=None, progress=None, cancel=None) -> Path:
+    """Write ``plan`` and ``anatomy`` (may be None) to ``path`` atomically.
+
+    ``measurements`` (:class:`~surgplan.ui.measurements.Measurement` values, LPS mm)
+    are stored when given.  The version stays 1: the member is optional, so older
+    SurgPlan versions still open the file (without the measurements).
+    """
+    from surgplan.ui.measurements import measurements_to_json
+
     from surgplan.imaging.segmentation_files import write_segmentation
     from surgplan.planning import save_plan
 
@@ -43,6 +54,9 @@ def save_case(path, plan, anatomy, volume, *, source: str = "", selected: int = 
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if plan is not None:
             save_plan(plan, work / "plan.json")
+        if measurements is not None:
+            (work / MEASUREMENTS).write_text(
+                json.dumps(measurements_to_json(measurements), indent=1))
         if anatomy is not None:
             write_segmentation(anatomy, volume, work / "segmentation", meshes=False,
                                progress=progress, cancel=cancel)
@@ -111,3 +125,26 @@ def load_case(path, volume) -> Tuple[dict, Optional[object], Optional[object]]:
         return manifest, plan, anatomy
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def read_measurements(path) -> list:
+    """The measurements kept in a ``.surgplan`` file (``[]`` for files without them).
+
+    Raises
+    ------
+    PlanFileError
+        Not a case file, or its measurements do not read.
+    """
+    from surgplan.ui.measurements import measurements_from_json
+
+    path = Path(path)
+    read_manifest(path)
+    with zipfile.ZipFile(path) as zf:
+        if MEASUREMENTS not in zf.namelist():
+            return []
+        try:
+            data = json.loads(zf.read(MEASUREMENTS).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PlanFileError(f"{path}: {MEASUREMENTS} does not read ({exc}); "
+                                "the file is damaged: save the case again") from None
+    return measurements_from_json(data, f"{path}: {MEASUREMENTS}")

@@ -347,8 +347,8 @@ class MainWindow(QMainWindow):
         has_anatomy = s.state.anatomy is not None
         self.act_propose.setEnabled(has_anatomy and not busy)
         self.plan_panel.propose_button.setEnabled(has_anatomy and not busy)
-        self.act_save_plan.setEnabled(has_vol and (has_anatomy or s.state.plan is not None)
-                                      and not busy)
+        self.act_save_plan.setEnabled(has_vol and not busy and (
+            has_anatomy or s.state.plan is not None or bool(self.measure.measurements)))
 
     def set_mode(self, mode: str):
         """Mouse mode of the slices: navigate, paint, erase, distance or angle."""

@@ -45,6 +45,9 @@ class MeasureController:
             if mode == "distance" or m[2] == 2:
                 self.measurements.append(Measurement.of(mode, m[1]))
                 self._measuring = None
+                # Measurements are saved with the case: unsaved ones are kept on close.
+                self.w.session.dirty = True
+                self.w.update_actions()
                 self.w.status_text.setText(f"Measured {measurement_text(mode, m[1])}")
             else:
                 m[2] = 2  # now the second arm
@@ -63,8 +66,11 @@ class MeasureController:
         self.w.viewer.render_all()
 
     def clear(self):
+        if self.measurements:
+            self.w.session.dirty = True
         self.measurements = []
         self._measuring = None
+        self.w.update_actions()
         self.show()
 
     def replace(self, items: Iterable[Measurement]):
