@@ -9,10 +9,13 @@ then a marker watershed onto its cortex → discs between the bodies → the dur
 sac → names counted from the sacrum.  Labels go back to the input grid by
 nearest neighbour.
 
+Around the sac (:mod:`surgplan.imaging.segment.mr_neural`): the spinal canal,
+modelled from the bodies' back wall, the sac and the dark tissue behind it, and
+the exiting nerve roots, modelled as on CT and followed on the image in the
+foramen where a dark root shows in bright fat (``segmented`` there).
+
 What MR does not give here: posterior elements and their parts (the arch is
-thin and dark on T2 and is left to CT), the nerve roots (too small for a
-classical method at these voxel sizes; not outlined, said in the findings) and
-the bony canal around the dural sac.
+thin and dark on T2 and is left to CT).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from scipy import ndimage as ndi
 from surgplan.core.errors import SegmentationError
 from surgplan.core.progress import CancelToken, ProgressCallback, check, no_progress
 from surgplan.imaging.anatomy import Anatomy, Structure, VertebraFrame
+from surgplan.imaging.segment import mr_neural as mn
 from surgplan.imaging.segment import mr_spine as ms
 from surgplan.imaging.segment.canal import CanalTrack
 from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
 from surgplan.imaging.segment.vertebrae import segments_from_planes
-from surgplan.imaging.structures import disc_name, kind_of
+from surgplan.imaging.structures import disc_name, kind_of, level_of
 from surgplan.imaging.volume import Volume
 
 #: Voxel edge of the working grid (mm): the input's finest spacing, within these bounds.
@@ -63,9 +67,11 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     -------
     Anatomy
         On the volume's grid: ``vertebrae`` holds the vertebral *bodies* (one
-        label each, named), ``structures`` the discs and the dural sac (CSF).
-        Provenance ``segmented``.  What was not found or not attempted (roots,
-        arches) is said in ``findings``.
+        label each, named), ``structures`` the discs, the spinal canal
+        (``modelled``), the dural sac (CSF, ``segmented``) and the exiting
+        nerve roots (``segmented`` where the foramen shows them, else
+        ``modelled``; each note says which).  What was not found or not
+        attempted (arches) is said in ``findings``.
 
     Raises
     ------
@@ -157,13 +163,18 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
         taken |= m
     sac = ms.label_dural_sac(img, grid, curve, track, scale, taken)
     check(cancel)
-    report(0.85, "names")
+    report(0.8, "names")
     naming = _names(segs, discs, rudimentary, track, grid, lo, bodies)
     findings.extend(naming[2])
     names, provisional = naming[0], naming[1]
+    check(cancel)
+    report(0.85, "spinal canal and nerve roots")
+    arches = mn.mr_arches(img, grid, segs, names, walls, discs, sac, marrow)
+    neural = mn.model_mr_neural(img, grid, curve, arches, sac, taken)
+    check(cancel)
     report(0.9, "mapping labels to the image grid")
     anatomy = _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac,
-                        findings)
+                        neural, findings)
     check(cancel)
     report(1.0, "done")
     return anatomy
@@ -257,7 +268,8 @@ def _names(segs, discs, rudimentary, track, grid, field_lo, bodies) -> tuple:
     return tuple(names), tuple(prov), tuple(findings)
 
 
-def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac, findings):
+def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac, neural,
+              findings):
     """Label maps on the input grid and the Structure records."""
     aff = volume.ijk_to_lps
     shape = volume.array.shape
@@ -280,11 +292,22 @@ def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks,
         value += 1
         struct_map[m & (struct_map == 0)] = value
         disc_items.append((disc_name(upper, lower), value, provisional[n - 1]))
+    canal_value = 0
+    if neural.canal.any():  # painted first: the sac and the roots inside it win
+        value += 1
+        canal_value = value
+        struct_map[neural.canal & (struct_map == 0)] = value
     sac_value = 0
     if sac.any():
         value += 1
         sac_value = value
-        struct_map[sac & (struct_map == 0)] = value
+        struct_map[sac & ((struct_map == 0) | (struct_map == canal_value))] = value
+    root_values = []
+    for name, m in neural.roots.items():
+        value += 1
+        free = (struct_map == 0) | ((struct_map == canal_value) & (canal_value > 0))
+        struct_map[m & free] = value
+        root_values.append((name, value))
     vert_in = grid.labels_onto(vert_map, image)
     struct_in = grid.labels_onto(struct_map, image)
 
@@ -320,14 +343,39 @@ def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks,
                                centroid(struct_in == sac_value)))
     else:
         findings.append("the dural sac (CSF) could not be outlined")
+    if canal_value:
+        items.append(Structure("spinal canal", canal_value, "structures", "spinal canal",
+                               "modelled", False, neural.canal_notes,
+                               centroid(struct_in == canal_value)))
+    else:
+        findings.append("the spinal canal could not be outlined (no named body behind which "
+                        "to measure it)")
+    prov_of = {names[n - 1]: provisional[n - 1] for n in order}
+    for name, v in root_values:
+        m = struct_in == v
+        if not m.any():
+            continue
+        prov = "segmented" if neural.root_seen.get(name) else "modelled"
+        items.append(Structure(name, v, "structures", kind_of(name), prov,
+                               prov_of.get(level_of(name), False), neural.root_notes[name],
+                               centroid(m)))
     if order:
         findings.insert(0, f"found {len(order)} vertebral bodies: "
                            + ", ".join(names[n - 1] for n in order))
     else:
         findings.append("a spine curve was found but no vertebral body could be outlined on it")
     findings.append("on MR only the vertebral bodies are outlined (no posterior elements or "
-                    "sub-regions), and the nerve roots and the bony canal around the dural sac "
-                    "are not segmented: plan root and canal clearances on CT or check them by eye")
+                    "sub-regions); the spinal canal is modelled from the bodies' back wall, the "
+                    "dural sac and the dark tissue behind it, and the roots' course from the "
+                    "dura to the foramen from the bodies and discs (the pedicles are not "
+                    "outlined on MR): plan root clearances on CT where there is one, or check "
+                    "them by eye")
+    if root_values:
+        seen = sum(bool(neural.root_seen.get(n)) for n, _ in root_values)
+        findings.append(f"exiting nerve roots: {seen} of {len(root_values)} found in the "
+                        "foramen (a dark root in bright foraminal fat); the others modelled "
+                        "(the image does not show them: thick or distant sagittal slices, or "
+                        "no fat around the root)")
     return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings))
 
 
