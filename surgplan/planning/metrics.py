@@ -535,7 +535,9 @@ def _pedicle_fit(ctx, vertebra, side, target, d, tool, length):
         canc = in_v & ~cort
         src = "masks: the outer 1 mm of the vertebra is cortical (no CT numbers)"
     n = max(len(pts), 1)
-    fits = bool(np.isfinite(width) and tool.diameter_mm <= width - 1.0)
+    # templating rule (procedures.SRC_SCREW_SIZE): a screw within 80 % of the isthmus'
+    # outer width deforms and then fractures the pedicle
+    fits = bool(np.isfinite(width) and tool.diameter_mm <= P.SCREW_WIDTH_FRACTION * width + 1e-6)
     return PedicleFit(vertebra, side, width, tool.diameter_mm, fits, breach, grade,
                       float(cort.sum() / n), float(canc.sum() / n),
                       float((~in_v).sum() / n), src), note

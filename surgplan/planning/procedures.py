@@ -168,6 +168,22 @@ SRC_TELD_SAGITTAL = ("DOMAIN.md: sagittal tilt ≈ 3° cephalad at L3-4, 10° ca
 SRC_CANNULA = "DOMAIN.md: working cannula + endoscope 6–8 mm outer diameter, ~150–200 mm long"
 SRC_SCREW = "DOMAIN.md: lumbar pedicle screws 4.5–7.5 mm × 35–55 mm"
 SRC_NEEDLE = "DOMAIN.md: spinal needle 18–22 G (0.7–1.3 mm), 90–180 mm"
+SRC_SCREW_SIZE = ("screw diameter ≤ 80 % of the pedicle isthmus' outer cortical width: the "
+                  "pedicle deforms plastically, then fractures, once the thread comes within "
+                  "80 % of it (Misenhimer et al., Spine 1989, cadaver CT); ≈ 80 % is the "
+                  "adopted criterion (Solitro et al., Int J Spine Surg 2019, review); typical "
+                  "6.5–7.5 mm at L4–L5, 5.5–6.5 mm at L1–L2 (ANATOMY.md: isthmus L1 ≈ 8 → "
+                  "L5 ≈ 16 mm). Length ≈ 80 % of the pedicle-axis chord from the posterior "
+                  "bone to the anterior cortex: optimal screws reached 88 % (L1) → 79 % (L5) "
+                  "of the body on the lateral view (Oh et al., Asian Spine J 2019, 771 screws)")
+
+#: Screw diameter / pedicle isthmus outer width, at most (SRC_SCREW_SIZE).
+SCREW_WIDTH_FRACTION = 0.8
+#: Screw length / pedicle-axis chord to the anterior cortex (SRC_SCREW_SIZE).
+SCREW_CHORD_FRACTION = 0.8
+#: Lumbar screw sizes (DOMAIN.md: 4.5–7.5 mm × 35–55 mm), in the usual 0.5 / 5 mm steps.
+SCREW_DIAMETERS_MM = (4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5)
+SCREW_LENGTHS_MM = (35.0, 40.0, 45.0, 50.0, 55.0)
 SRC_GR = ("DOMAIN.md: Gertzbein–Robbins grade A none, B < 2 mm, C 2–4 mm, D 4–6 mm, "
           "E ≥ 6 mm breach")
 
@@ -263,7 +279,9 @@ PEDICLE_SCREW = Procedure(
     title="Percutaneous pedicle screw",
     level_kind="vertebra",
     target_rule=("along the pedicle's own axis (the axis of the pedicle's bone, found from its "
-                 "mask) into the anterior third of the body, 5 mm short of the anterior cortex"),
+                 "mask) into the anterior third of the body: the tip ≈ 80 % of the way from the "
+                 "posterior bone to the anterior cortex (the screw's length from its entry in "
+                 "bone)"),
     tools=(
         Tool("screw-6.5x45", 6.5, 150.0, "pedicle screw 6.5 × 45 mm", SRC_SCREW, 45.0),
         Tool("screw-4.5x35", 4.5, 150.0, "pedicle screw 4.5 × 35 mm", SRC_SCREW, 35.0),
@@ -287,7 +305,7 @@ PEDICLE_SCREW = Procedure(
         "S1": Range(25, 50, "ANATOMY.md: S1 ≈ 41–43°"),
     }),
     medial_tilt_hard_deg=Range(-20.0, 60.0, "a transpedicular path converges medially"),
-    sources=(SRC_SCREW, SRC_GR),
+    sources=(SRC_SCREW, SRC_SCREW_SIZE, SRC_GR),
 )
 
 INTRADISCAL = Procedure(
@@ -347,6 +365,39 @@ FACET = Procedure(
 #: The catalogue, by key.
 PROCEDURES: Mapping[str, Procedure] = MappingProxyType(
     {p.key: p for p in (TELD, IELD, PEDICLE_SCREW, INTRADISCAL, FACET)})
+
+
+def screw_size(isthmus_width_mm: float, chord_mm: float) -> Tuple[float, float, str]:
+    """Diameter and length (mm) of the pedicle screw a surgeon templates on CT.
+
+    The widest lumbar size within :data:`SCREW_WIDTH_FRACTION` of the isthmus' outer
+    width, and the length step nearest :data:`SCREW_CHORD_FRACTION` of the chord from
+    the posterior bone to the anterior cortex along the axis (``SRC_SCREW_SIZE``).
+
+    Returns
+    -------
+    diameter_mm, length_mm : float
+    note : str
+        Empty, or why the size is at a limit of the lumbar range (a pedicle too narrow
+        for the smallest screw, a width that could not be measured).
+    """
+    import math
+
+    note = ""
+    if not math.isfinite(isthmus_width_mm):
+        diameter = SCREW_DIAMETERS_MM[0]
+        note = ("the pedicle isthmus could not be measured: the smallest lumbar screw "
+                f"({diameter:g} mm) is proposed")
+    else:
+        fits = [d for d in SCREW_DIAMETERS_MM
+                if d <= SCREW_WIDTH_FRACTION * isthmus_width_mm + 1e-6]
+        diameter = fits[-1] if fits else SCREW_DIAMETERS_MM[0]
+        if not fits:
+            note = (f"pedicle isthmus {isthmus_width_mm:.1f} mm: even the smallest lumbar screw "
+                    f"({diameter:g} mm) exceeds {100 * SCREW_WIDTH_FRACTION:.0f} % of it")
+    want = SCREW_CHORD_FRACTION * chord_mm if math.isfinite(chord_mm) else 45.0
+    length = min(SCREW_LENGTHS_MM, key=lambda L: (abs(L - want), L))
+    return float(diameter), float(length), note
 
 
 def get_procedure(key: str) -> Procedure:

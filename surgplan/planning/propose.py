@@ -281,8 +281,10 @@ def propose(ctx: PlanningContext, procedure, level: str, side: str, tool: Option
         return evaluate(ctx, make(entry), error_mm=error_mm, error_deg=error_deg)
 
     if tgt.direction is not None:
-        if tool_given is None and proc.key == "pedicle-screw":
-            tool = _screw_for(ctx, proc, upper, side)
+        if proc.key == "pedicle-screw":
+            tool, target, why = _screw_for(ctx, upper, side, tool_given)
+            if why:
+                note = f"{note}; {why}"
         return _propose_along_axis(ctx, tgt, target, ev, count, cancel)
     V = _candidates(ctx, proc, target, side, tool, fr)
     if len(V) > 8000:  # the local refinement below looks at every skin point near the best
@@ -309,22 +311,38 @@ def propose(ctx: PlanningContext, procedure, level: str, side: str, tool: Option
     return [results[i] for i in pick]
 
 
-def _screw_for(ctx, proc, vertebra, side) -> Tool:
-    """The widest catalogue screw that fits the pedicle axis with 0.25 mm to spare.
+def _screw_for(ctx, vertebra, side, given: Optional[Tool]):
+    """The screw and its tip, templated on the pedicle as a surgeon does on CT.
 
-    Templated on the bone as a surgeon does on CT: its radius at most the least depth of
-    the axis in bone (pedicle to the front of the body) less 0.25 mm, its diameter at
-    most the isthmus width less 2.5 mm; the smallest screw when none fits.
+    Without ``given``, the size comes from :func:`~surgplan.planning.procedures.screw_size`
+    (diameter ≤ 80 % of the isthmus' outer width, length ≈ 80 % of the axis chord).  The
+    tip lies the screw's length beyond the bone entry along the pedicle axis (a given
+    screw without a length keeps the rule's tip).
+
+    Returns
+    -------
+    tool : Tool
+    target : numpy.ndarray
+        The tip (LPS mm).
+    note : str
+        Why the size is at a limit of the lumbar range, else empty.
     """
     from surgplan.planning.targets import pedicle_axis
 
     ax = pedicle_axis(ctx, vertebra, side)
-    width, depth = ax["isthmus_width_mm"], ax["min_depth_mm"]
-    screws = sorted(proc.tools, key=lambda t: t.diameter_mm)
-    if not np.isfinite(width):
-        width = np.inf
-    ok = [t for t in screws if t.diameter_mm <= width - 2.5 and t.radius_mm <= depth - 0.25]
-    return ok[-1] if ok else screws[0]
+    note = ""
+    if given is None:
+        dia, length, note = P.screw_size(ax["isthmus_width_mm"], ax["chord_mm"])
+        tool = Tool(f"screw-{dia:g}x{length:g}", dia, 150.0,
+                    f"pedicle screw {dia:g} × {length:g} mm (isthmus "
+                    f"{ax['isthmus_width_mm']:.1f} mm, chord {ax['chord_mm']:.0f} mm)",
+                    P.SRC_SCREW_SIZE, length)
+    else:
+        tool = given
+    if tool.implant_length_mm is None:
+        return tool, np.asarray(ax["target_lps"], float), note
+    d = np.asarray(ax["direction"], float)
+    return tool, np.asarray(ax["bone_entry_lps"], float) + tool.implant_length_mm * d, note
 
 
 def _propose_along_axis(ctx, tgt, target, ev, count, cancel) -> List[TrajectoryMetrics]:

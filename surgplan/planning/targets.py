@@ -16,7 +16,7 @@ import numpy as np
 from surgplan.core.errors import PlanningError
 from surgplan.imaging.structures import PART_CODES
 from surgplan.planning.context import PlanningContext
-from surgplan.planning.procedures import Procedure, split_level
+from surgplan.planning.procedures import SCREW_CHORD_FRACTION, Procedure, split_level
 
 SIDE_SIGN = {"left": 1.0, "right": -1.0, "midline": 0.0}
 
@@ -147,8 +147,9 @@ def compute_target(ctx: PlanningContext, procedure: Procedure, level: str, side:
     if key == "pedicle-screw":
         ax = pedicle_axis(ctx, upper, side)
         return Target(ax["target_lps"], upper,
-                      f"{upper} {side} pedicle axis, 5 mm short of the anterior cortex",
-                      ax["direction"])
+                      f"{upper} {side} pedicle axis, {100 * SCREW_CHORD_FRACTION:.0f} % of the "
+                      f"way from the posterior bone to the anterior cortex "
+                      f"({ax['chord_mm']:.0f} mm)", ax["direction"])
     raise PlanningError(f"no target rule for {key!r}")
 
 
@@ -236,10 +237,12 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
     dict
         ``centre_lps``, ``direction`` (unit, posterior → anterior), ``medial_angle_deg``,
         ``bone_entry_lps`` (where the axis enters bone posteriorly), ``anterior_lps``
-        (where it leaves the anterior cortex), ``target_lps`` (5 mm short of it),
-        ``isthmus_width_mm`` (narrowest outer width of the pedicle ⟂ the axis),
-        ``min_depth_mm`` (least depth of the axis inside the bone from the pedicle's
-        centre to 5 mm short of the anterior cortex: the largest screw radius that fits).
+        (where it leaves the anterior cortex), ``chord_mm`` (between the two),
+        ``target_lps`` (the screw's tip, :data:`~surgplan.planning.procedures.
+        SCREW_CHORD_FRACTION` of the chord from the bone entry), ``isthmus_width_mm``
+        (narrowest outer width of the pedicle ⟂ the axis: the screw is sized on it),
+        ``min_depth_mm`` (least depth of the axis inside the bone from 5 mm past the bone
+        entry to the tip: the largest screw radius that stays in bone there).
     """
     _need_parts(ctx, f"a {vertebra} pedicle screw")
 
@@ -299,11 +302,13 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
                 b0 = i0
                 while b0 < len(ts) - 1 and inside[b0 + 1]:
                     b0 += 1
-                # the screw must reach past the body's centre; its least depth from the
-                # pedicle to 5 mm short of the front is the radius it can take
+                # the screw must reach past the body's centre; it runs from the posterior
+                # bone to SCREW_CHORD_FRACTION of the chord and is judged, as its breach is,
+                # past its first 5 mm in bone: its least depth there is the radius it can take
                 if ts[b0] < t_body:
                     continue
-                seg = sd[i0:max(b0 - 20, i0 + 1)]
+                tip = a0 + int(round(SCREW_CHORD_FRACTION * (b0 - a0)))
+                seg = sd[min(a0 + 20, tip):tip + 1]
                 score = -float(seg.max())
                 if best is None or score > best[0]:
                     best = (score, c, ts[a0], ts[b0])
@@ -317,11 +322,12 @@ def pedicle_axis(ctx: PlanningContext, vertebra: str, side: str) -> dict:
         d = d_loc @ R
         entry = c_lps + t_in * d
         anterior = c_lps + t_out * d
-        target = anterior - 5.0 * d
+        chord = float(t_out - t_in)
+        target = entry + SCREW_CHORD_FRACTION * chord * d
         width = isthmus_width(ctx, vertebra, side, c_lps, d)
         return dict(centre_lps=c_lps, direction=d, medial_angle_deg=float(ang),
                     bone_entry_lps=entry, anterior_lps=anterior, target_lps=target,
-                    isthmus_width_mm=width, min_depth_mm=float(min_depth))
+                    chord_mm=chord, isthmus_width_mm=width, min_depth_mm=float(min_depth))
 
     return ctx.cached(("pedicle", vertebra, side), compute)
 
