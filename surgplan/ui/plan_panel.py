@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -17,9 +17,11 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -36,6 +38,69 @@ CATEGORY_COLOURS = {
 
 def _fmt(v, unit="", digits=1) -> str:
     return "—" if v is None else f"{v:.{digits}f}{unit}"
+
+
+class CollapsibleSection(QWidget):
+    """A titled part of a panel that folds to its title line (click the title).
+
+    Folded, the title shows ``summary`` after it (e.g. the chosen procedure), so
+    what the hidden part holds stays readable.
+
+    Signals
+    -------
+    toggled(bool)
+        Whether the section is now expanded.
+    """
+
+    toggled = Signal(bool)
+
+    def __init__(self, title: str, parent=None):
+        super().__init__(parent)
+        self._title = title
+        self._summary = ""
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        self.header = QToolButton()
+        self.header.setObjectName("sectionHeader")
+        self.header.setCheckable(True)
+        self.header.setChecked(True)
+        self.header.setAutoRaise(True)
+        self.header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.header.setArrowType(Qt.ArrowType.DownArrow)
+        self.header.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        f = QFont(self.header.font())
+        f.setBold(True)
+        self.header.setFont(f)
+        self.header.setToolTip(f"Click to fold or unfold {title.lower()}")
+        self.header.toggled.connect(self._toggled)
+        lay.addWidget(self.header)
+        self.body = QWidget()
+        self.body_layout = QVBoxLayout(self.body)
+        self.body_layout.setContentsMargins(0, 0, 0, 0)
+        self.body_layout.setSpacing(3)
+        lay.addWidget(self.body)
+        self._update_text()
+
+    def expanded(self) -> bool:
+        return self.header.isChecked()
+
+    def set_expanded(self, on: bool) -> None:
+        self.header.setChecked(bool(on))
+
+    def set_summary(self, text: str) -> None:
+        self._summary = text
+        self._update_text()
+
+    def _toggled(self, on: bool) -> None:
+        self.body.setVisible(on)
+        self.header.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self._update_text()
+        emit(self.toggled, on)
+
+    def _update_text(self) -> None:
+        folded = not self.header.isChecked() and self._summary
+        self.header.setText(f"{self._title}: {self._summary}" if folded else self._title)
 
 
 class PlanPanel(QWidget):
@@ -62,9 +127,20 @@ class PlanPanel(QWidget):
 
         super().__init__(parent)
         self._filling = False
+        self._auto_folded = False  # the choice section was folded once to make room
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(4)
+        # Rows of the lists and the risk table: the text and a small margin, so that a
+        # 768-pixel-high screen still shows a dozen structures of the risk table.
+        self.row_px = self.fontMetrics().height() + 4
+
+        # --- choice: procedure, level, side, tool; Propose; other proposals ---------------
+        self.choice_section = CollapsibleSection("Procedure")
+        self.choice_section.setObjectName("choiceSection")
         form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setVerticalSpacing(3)
         self.procedure = QComboBox()
         self.procedure.setObjectName("procedureBox")
         for key, proc in PROCEDURES.items():
@@ -80,31 +156,42 @@ class PlanPanel(QWidget):
             # Long procedure titles must not widen the panel at 1366 × 768.
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(10)
+        self.level.setMinimumContentsLength(5)
+        self.side.setMinimumContentsLength(5)
+        level_side = QHBoxLayout()
+        level_side.addWidget(self.level, 1)
+        level_side.addWidget(QLabel("Side"))
+        level_side.addWidget(self.side, 1)
         form.addRow("Procedure", self.procedure)
-        form.addRow("Level", self.level)
-        form.addRow("Side", self.side)
+        form.addRow("Level", level_side)
         form.addRow("Tool", self.tool)
-        lay.addLayout(form)
+        self.choice_section.body_layout.addLayout(form)
         self.procedure.currentIndexChanged.connect(self._procedure_changed)
         self.propose_button = QPushButton("Propose")
         self.propose_button.setObjectName("proposeButton")
         self.propose_button.setToolTip("Find the lowest-risk trajectories (Ctrl+R)")
         self.propose_button.clicked.connect(self.proposeRequested)
-        lay.addWidget(self.propose_button)
+        self.choice_section.body_layout.addWidget(self.propose_button)
         self.proposals = QListWidget()
         self.proposals.setObjectName("proposalList")
-        self.proposals.setMaximumHeight(80)
+        self._compact_list(self.proposals, 3)
         self.proposals.setToolTip("Other proposals: double-click to add one to the plan")
         self.proposals.itemDoubleClicked.connect(
             lambda it: emit(self.proposalChosen, self.proposals.row(it)))
-        lay.addWidget(self.proposals)
-        lay.addWidget(QLabel("<b>Trajectories</b>"))
+        self.choice_section.body_layout.addWidget(self.proposals)
+        self.choice_section.toggled.connect(self._choice_toggled)
+        lay.addWidget(self.choice_section)
+
+        # --- the plan's trajectories and their display options ------------------------------
+        self.trajectory_section = CollapsibleSection("Trajectories")
+        self.trajectory_section.setObjectName("trajectorySection")
+        body = self.trajectory_section.body_layout
         self.trajectories = QListWidget()
         self.trajectories.setObjectName("trajectoryList")
-        self.trajectories.setMaximumHeight(90)
+        self._compact_list(self.trajectories, 3)
         self.trajectories.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.trajectories.currentRowChanged.connect(self._row_changed)
-        lay.addWidget(self.trajectories)
+        body.addWidget(self.trajectories)
         row = QHBoxLayout()
         self.remove_button = QPushButton("Remove")
         self.remove_button.clicked.connect(
@@ -114,7 +201,7 @@ class PlanPanel(QWidget):
         self.risk_map.toggled.connect(self.riskMapToggled)
         row.addWidget(self.remove_button)
         row.addWidget(self.risk_map, 1)
-        lay.addLayout(row)
+        body.addLayout(row)
         row = QHBoxLayout()
         self.follow = QCheckBox("Views along the tool")
         self.follow.setObjectName("followBox")
@@ -128,16 +215,18 @@ class PlanPanel(QWidget):
         row.addWidget(self.follow)
         row.addWidget(QLabel("roll"))
         row.addWidget(self.roll, 1)
-        lay.addLayout(row)
+        body.addLayout(row)
+        lay.addWidget(self.trajectory_section)
 
+        # --- the selected trajectory's risk: always shown, the table takes the height -------
         self.category = QLabel("No trajectory")
         self.category.setObjectName("riskCategory")
         self.category.setAlignment(Qt.AlignmentFlag.AlignCenter)
         f = QFont(self.category.font())
-        f.setPointSizeF(f.pointSizeF() * 1.6)
+        f.setPointSizeF(f.pointSizeF() * 1.5)
         f.setBold(True)
         self.category.setFont(f)
-        self.category.setMinimumHeight(40)
+        self.category.setMinimumHeight(QFontMetrics(f).height() + 8)
         lay.addWidget(self.category)
         self.summary = QLabel("")
         self.summary.setObjectName("riskSummary")
@@ -153,13 +242,65 @@ class PlanPanel(QWidget):
             self.table.horizontalHeader().setSectionResizeMode(
                 c, QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(self.row_px)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # "common iliac…artery left": the side at the end of a name must stay readable.
+        # (Word wrap would elide at the end instead.)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        # Fold the choice section once the risk table is laid out too short to read.
+        self.table.viewport().installEventFilter(self)
+        # At least four rows stay visible however the panel is squeezed.
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + 4 * self.row_px + 2 * self.table.frameWidth() + 2)
         lay.addWidget(self.table, 1)
         self.reasons = QLabel("")
         self.reasons.setObjectName("riskReasons")
         self.reasons.setWordWrap(True)
         lay.addWidget(self.reasons)
         self._procedure_changed()
+        for box in (self.procedure, self.level, self.side):
+            box.currentIndexChanged.connect(lambda _i: self._update_choice_summary())
+        self._update_choice_summary()
+
+    def _compact_list(self, widget: QListWidget, rows: int) -> None:
+        """A list that shows ``rows`` rows at the compact row height."""
+        widget.setUniformItemSizes(True)
+        widget.setMaximumHeight(rows * (self.fontMetrics().height() + 2)
+                                + 2 * widget.frameWidth() + 4)
+
+    # --- room for the risk table ---------------------------------------------------------------
+    def _choice_toggled(self, expanded: bool) -> None:
+        if expanded:
+            self._auto_folded = True  # the user opened it: do not fold it again unasked
+        self._update_choice_summary()
+
+    def _update_choice_summary(self) -> None:
+        proc = self.procedure_key() or ""
+        self.choice_section.set_summary(
+            f"{proc} {self.level.currentText()} {self.side.currentText()}".strip())
+
+    def eventFilter(self, obj, ev):
+        if (ev.type() == QEvent.Type.Resize and obj is self.table.viewport()
+                and not self._auto_folded and self.table.rowCount()):
+            # After the layout settles: folding inside a resize would re-enter it.
+            QTimer.singleShot(0, self.make_room_for_the_table)
+        return super().eventFilter(obj, ev)
+
+    def make_room_for_the_table(self, min_rows: int = 8) -> bool:
+        """Fold the choice section when the risk table would show fewer than ``min_rows``
+        rows (a 768-pixel-high screen); done once, so a user who opens it keeps it open.
+
+        Returns whether it was folded.
+        """
+        if self._auto_folded or not self.choice_section.expanded() or not self.table.rowCount():
+            return False
+        if self.table.viewport().height() >= min_rows * self.row_px:
+            return False
+        self._auto_folded = True
+        self.choice_section.set_expanded(False)
+        return True
 
     # --- choices -------------------------------------------------------------------------
     def _procedure_changed(self):
@@ -282,11 +423,12 @@ class PlanPanel(QWidget):
                     (s.provenance or "not assessed") if s.assessed else "not assessed"]
             for c, v in enumerate(vals):
                 it = QTableWidgetItem(v)
-                if s.note:
-                    it.setToolTip(s.note)
+                if s.note or c == 0:
+                    it.setToolTip(f"{s.name}: {s.note}" if s.note else s.name)
                 if s.assessed and s.clearance_mm is not None and s.clearance_mm < s.margin_mm:
                     it.setForeground(QColor("#d03030"))
                 elif not s.assessed:
                     it.setForeground(QColor("#888888"))
                 self.table.setItem(r, c, it)
         self.reasons.setText("\n".join("• " + r for r in m.risk.reasons[:5]))
+        self.make_room_for_the_table()
