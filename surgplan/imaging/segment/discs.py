@@ -6,6 +6,10 @@ the curve therefore dips at every disc; the dips are ≥ 24 mm apart (a lumbar
 body is 25–30 mm high).  Each dip is then refined into a plane: the tilt and
 offset that make a 12 mm patch darkest, i.e. that lie inside the disc (wedge
 discs such as L5–S1 are far from perpendicular to the curve).
+
+The disc masks (:func:`label_discs`) are the soft tissue between the two endplates
+that face each other, no wider than they are; :func:`refine_discs_on_input` settles
+their edges against the endplates at the input's resolution.
 """
 
 from __future__ import annotations
@@ -170,3 +174,239 @@ def _dip_width_mm(prof: np.ndarray, k: int, level_hu: float, step_mm: float) -> 
     while hi + 1 < len(prof) and prof[hi + 1] < level_hu:
         hi += 1
     return float(np.clip((hi - lo + 1) * step_mm, 4.0, 20.0))
+
+
+# --- disc masks ---------------------------------------------------------------------------------
+
+#: A disc reaches at most this far (mm) from its centre in its plane: a lumbosacral
+#: disc is ≈ 50 mm wide; the endplates bound each disc more closely.
+DISC_RADIUS_MM = 30.0
+#: Below this (HU) a voxel at the disc's rim is fat, not annulus.
+DISC_RIM_MIN_HU = 20.0
+#: Cortex brighter than this (HU) does not raise the disc/endplate half-maximum
+#: further: blurred endplate cortex stays below it, metal (screws, cages) does not.
+ENDPLATE_PEAK_CAP_HU = 1200.0
+#: How far (mm) from the mid-plane an endplate may lie: the front of a lordotic
+#: lumbosacral disc is ≈ 19 mm high (ANATOMY.md), so its endplates are ≤ 12 mm off.
+ENDPLATE_REACH_MM = 14.0
+#: Inside the footprint, this far (mm) from its rim, a disc voxel may read anything
+#: below the endplate level: a degenerate disc holds vacuum gas (≈ −500 HU).
+GAS_MARGIN_MM = 4.0
+#: Neighbourhood (mm) whose median endplate height bounds a cell's, and by how much
+#: (mm) a cell's endplate may lie beyond it (the rounded rim of an endplate).
+RIM_WINDOW_MM = 9.0
+RIM_SLACK_MM = 2.0
+
+
+def _nanmedian(values: np.ndarray) -> float:
+    ok = values[np.isfinite(values)]
+    return float(np.median(ok)) if len(ok) else np.nan
+
+
+def label_discs(hu_s: np.ndarray, grid: WorkGrid, segs: list, vert: np.ndarray) -> dict:
+    """Disc masks: the soft tissue between the two endplates that face each other.
+
+    A disc fills the space between the lower body's superior endplate and the upper
+    body's inferior endplate, and it is no wider than they are: the psoas, the
+    vessels and the fat beside it read the same as the annulus, so its rim is
+    decided by the endplates, not by its density.  Seen along the disc plane's
+    normal, every cell of a grid in that plane gets the height of the lower
+    endplate (top of the lower vertebra's body) and of the upper endplate (bottom
+    of the upper one); the disc is what lies between the two, is not bone, and is
+    darker than the half-maximum between the disc and the endplate's cortex.  The
+    footprint is the cells where both endplates are found, closed and filled (a
+    concave rim or a missed voxel), plus one cell of annulus beyond the rim where
+    the heights are those of the nearest cell.  Within
+    :data:`GAS_MARGIN_MM` of the rim's inside anything darker than bone is disc
+    (vacuum gas of a degenerate disc); at the rim, fat (< :data:`DISC_RIM_MIN_HU`)
+    is not.
+
+    Parameters
+    ----------
+    hu_s : numpy.ndarray
+        CT (HU) on ``grid``, lightly smoothed.
+    grid : WorkGrid
+        The working grid (LPS-aligned, isotropic).
+    segs : list of Segment
+        Vertebra spans, caudal to cranial (``vertebrae.segments_from_planes``).
+    vert : numpy.ndarray
+        Vertebra labels on ``grid``: segment ``n`` (1-based) has value ``n``.
+
+    Returns
+    -------
+    dict
+        ``{index_of_lower_segment: bool mask on grid}`` for each plane with a
+        body on both sides (segments are 1-based, caudal to cranial).
+    """
+    out = {}
+    shape = hu_s.shape
+    step = grid.spacing_mm
+    for n in range(1, len(segs)):
+        lower, upper = segs[n - 1], segs[n]
+        plane = lower.upper
+        if plane is None or upper.lower is not plane:
+            continue
+        zc = grid.lps_to_index(plane.point_lps)[0]
+        reach = DISC_RADIUS_MM + ENDPLATE_REACH_MM
+        z0 = int(np.clip(np.floor(zc - reach / step), 0, shape[0]))
+        z1 = int(np.clip(np.ceil(zc + reach / step) + 1, 0, shape[0]))
+        if z1 <= z0:
+            continue
+        m = _disc_between_endplates(hu_s[z0:z1], vert[z0:z1], grid, z0, plane, lower, upper, n)
+        if m is not None and m.any():
+            full = np.zeros(shape, bool)
+            full[z0:z1] = m
+            out[n] = full
+    return out
+
+
+def _disc_between_endplates(hu, vert, grid, z0, plane, lower, upper, n):
+    """One disc on the slab ``[z0:z0 + len(hu)]`` of the grid (see :func:`label_discs`)."""
+    step = grid.spacing_mm
+    sub = hu.shape
+    zyx = np.indices(sub, dtype=np.float32).reshape(3, -1).T
+    zyx[:, 0] += z0
+    d = grid.index_to_lps(zyx).astype(np.float32) - plane.point_lps.astype(np.float32)
+    del zyx
+    nrm = plane.normal.astype(np.float32)
+    e1 = np.cross(plane.normal, lower.v)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(plane.normal, e1)
+    along = d @ nrm
+    c1 = d @ e1.astype(np.float32)
+    c2 = d @ e2.astype(np.float32)
+    back = d @ lower.v.astype(np.float32)
+    del d
+    off = 0.5 * (lower.canal_offset_mm + upper.canal_offset_mm)
+    r = int(np.ceil(DISC_RADIUS_MM / step))
+    i1 = np.round(c1 / step).astype(np.int32)
+    i2 = np.round(c2 / step).astype(np.int32)
+    # the bodies only: in front of their posterior wall (≈ 5 mm in front of the
+    # canal's centre), within a disc's radius of its centre
+    near = ((np.abs(along) < ENDPLATE_REACH_MM) & (np.abs(i1) <= r) & (np.abs(i2) <= r)
+            & (c1 * c1 + c2 * c2 < DISC_RADIUS_MM**2) & (back < off - 5.0))
+    lab = vert.ravel()
+    cell = (i1 + r) * (2 * r + 1) + (i2 + r)
+    ncell = (2 * r + 1) ** 2
+    top = np.full(ncell, -np.inf, np.float32)   # lower endplate (top of the lower body)
+    bot = np.full(ncell, np.inf, np.float32)    # upper endplate (bottom of the upper body)
+    lo = near & (lab == n)
+    hi = near & (lab == n + 1)
+    np.maximum.at(top, cell[lo], along[lo])
+    np.minimum.at(bot, cell[hi], along[hi])
+    top = top.reshape(2 * r + 1, 2 * r + 1)
+    bot = bot.reshape(2 * r + 1, 2 * r + 1)
+    both = np.isfinite(top) & np.isfinite(bot) & (bot > top)
+    if not both.any():
+        return None
+    # the cells are as fine as the voxels, so a tilted plane leaves some empty:
+    # close and fill, then one cell of annulus beyond the endplates' rim
+    fp = ndi.binary_fill_holes(ndi.binary_closing(np.pad(both, 2), iterations=2)[2:-2, 2:-2])
+    rim_in = ndi.binary_erosion(fp, iterations=max(1, int(round(GAS_MARGIN_MM / step))))
+    fp = ndi.binary_dilation(fp)
+    # at the rim of a body the cortex curves away from the disc, and a coarse
+    # voxel grid makes it ragged: a cell there may see the body's wall far below
+    # (or above) the endplate, and the disc would run up the wall.  The endplate
+    # in each cell lies within RIM_SLACK_MM of its neighbourhood's median.
+    top = np.where(both, top, np.nan)
+    bot = np.where(both, bot, np.nan)
+    w = 2 * max(1, int(round(RIM_WINDOW_MM / (2 * step)))) + 1
+    med_top = ndi.generic_filter(top, _nanmedian, size=w, mode="constant", cval=np.nan)
+    med_bot = ndi.generic_filter(bot, _nanmedian, size=w, mode="constant", cval=np.nan)
+    top = np.where(both, np.maximum(top, med_top - RIM_SLACK_MM), np.nan)
+    bot = np.where(both, np.minimum(bot, med_bot + RIM_SLACK_MM), np.nan)
+    # every footprint cell takes the heights of the nearest cell where both were seen
+    _, (ia, ib) = ndi.distance_transform_edt(~both, return_indices=True)
+    top = top[ia, ib]
+    bot = bot[ia, ib]
+    ok = near & fp[np.clip(i1 + r, 0, 2 * r), np.clip(i2 + r, 0, 2 * r)]
+    idx = np.flatnonzero(ok)
+    ci, cj = i1[idx] + r, i2[idx] + r
+    a = along[idx]
+    h = hu.ravel()[idx]
+    # the disc's edge against an endplate is the half-maximum between the disc
+    # and the endplate's cortex, as every other bone edge
+    size = 2 * max(1, int(round(2.5 / step))) + 1
+    peak = np.minimum(ndi.maximum_filter(hu, size=size), ENDPLATE_PEAK_CAP_HU).ravel()[idx]
+    level = np.maximum(plane.endplate_hu, 0.5 * (peak + plane.disc_hu))
+    keep = ((a > top[ci, cj]) & (a < bot[ci, cj]) & (lab[idx] == 0) & (h < level)
+            & ((h >= DISC_RIM_MIN_HU) | rim_in[ci, cj]))
+    m = np.zeros(hu.size, bool)
+    m[idx[keep]] = True
+    m = m.reshape(sub)
+    cl, k = ndi.label(m)
+    if k > 1:
+        sizes = np.bincount(cl.ravel())
+        sizes[0] = 0
+        m = cl == int(np.argmax(sizes))
+    return m
+
+
+def refine_discs_on_input(structures: np.ndarray, disc_values, hu: np.ndarray, spacing_kji_mm,
+                          vertebrae: np.ndarray, work_mm: float) -> np.ndarray:
+    """Settle the discs' edges against the endplates at the input's own resolution.
+
+    The discs come back from the working grid by nearest neighbour, a staircase
+    of ``work_mm`` steps, while the endplate a disc lies on is a sheet of cortex
+    ≈ 1 mm thick: at a finer input the disc's last voxel before the cortex
+    (blurred with it, 150–250 HU) is lost or the cortex is taken.  Within half a
+    working voxel of each disc's edge, on the side of a vertebra only (its rim
+    against the psoas is left as the endplates' footprint drew it), a voxel is
+    disc when it is darker than the half-maximum between the disc's own median
+    and the brightest cortex within 2.5 mm, and is neither vertebra nor another
+    structure.
+
+    Parameters
+    ----------
+    structures : numpy.ndarray
+        Structure labels on the input grid ``[k, j, i]`` (the discs among them).
+    disc_values : iterable of int
+        The label values of the discs in ``structures``.
+    hu : numpy.ndarray
+        The input CT (HU), same shape.
+    spacing_kji_mm : sequence of float
+        Voxel size along k, j, i (mm).
+    vertebrae : numpy.ndarray
+        Vertebra labels on the input grid (after their own edges were settled).
+    work_mm : float
+        Voxel edge of the working grid the discs were found on (mm).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``structures`` with the discs' edges re-decided (a new array when changed).
+    """
+    sp = np.asarray(spacing_kji_mm, float)
+    values = [int(v) for v in disc_values]
+    if np.all(sp >= 0.9 * work_mm) or not values:
+        return structures
+    out = structures
+    reach = max(1, int(round(0.5 * work_mm / sp.min())))
+    size = [2 * max(1, int(round(2.5 / s))) + 1 for s in sp]
+    for value in values:
+        disc = structures == value
+        if not disc.any():
+            continue
+        nz = [np.nonzero(np.any(disc, axis=a))[0] for a in ((1, 2), (0, 2), (0, 1))]
+        pad = np.ceil(4.0 / sp).astype(int)
+        box = tuple(slice(max(int(z[0]) - p, 0), int(z[-1]) + p + 1) for z, p in zip(nz, pad))
+        m = disc[box]
+        h = ndi.gaussian_filter(np.asarray(hu[box], np.float32), 0.5 * work_mm / 1.5 / sp)
+        disc_hu = float(np.median(h[ndi.binary_erosion(m, iterations=reach)] if
+                                  ndi.binary_erosion(m, iterations=reach).any() else h[m]))
+        peak = np.minimum(ndi.maximum_filter(h, size=size), ENDPLATE_PEAK_CAP_HU)
+        dark = h < 0.5 * (peak + disc_hu)
+        del peak
+        bone = vertebrae[box] > 0
+        by_bone = ndi.binary_dilation(bone, iterations=2 * reach)
+        band = ndi.binary_dilation(m, iterations=reach) & ~ndi.binary_erosion(m, iterations=reach)
+        s = structures[box]
+        new = m.copy()
+        new[band & m & by_bone & ~dark] = False
+        new[band & ~m & by_bone & dark & ~bone & (s == 0)] = True
+        if out is structures:
+            out = structures.copy()
+        o = out[box]
+        o[m & ~new] = 0
+        o[new & ~m] = value
+    return out
