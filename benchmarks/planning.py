@@ -13,7 +13,10 @@ the worst case for the number of distance fields).  Prints:
   95th percentile (target ≤ 20 ms);
 * an entry risk map over ≥ 10,000 skin entries (target ≤ 1 s);
 * an automatic TELD proposal at L4-L5 (target ≤ 2 s), after a first call that fills
-  the per-level caches (disc geometry, Kambin triangle), and that first call too.
+  the per-level caches (disc geometry, Kambin triangle), and that first call too;
+* per lumbar vertebra (left side), the pedicle axis and isthmus width found from the
+  labels against the phantom's own, and the screw templated on them (diameter ≤ 80 %
+  of the isthmus, length ≈ 80 % of the chord) with its Gertzbein–Robbins grade.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 
 def padded_case(shape_xy: int = 512, slices: int = 300):
-    """(Volume, Anatomy) of the phantom padded/cropped to ``shape_xy² × slices``."""
+    """(Volume, Anatomy, Landmarks) of the phantom padded/cropped to ``shape_xy² × slices``."""
     from surgplan.imaging.anatomy import Anatomy
     from surgplan.imaging.phantom import PhantomSpec, make_phantom
     from surgplan.imaging.phantom_truth import truth_anatomy
@@ -57,7 +60,25 @@ def padded_case(shape_xy: int = 512, slices: int = 300):
                  metadata=case.ct.metadata)
     anat = Anatomy(vol.array.shape, aff, fit(an.vertebrae, 0), fit(an.structures, 0),
                    an.items, an.findings, fit(an.parts, 0))
-    return vol, anat
+    return vol, anat, case.landmarks
+
+
+def screws(ctx, landmarks) -> None:
+    """Pedicle axes, isthmus widths and templated screws against the phantom's truth."""
+    from surgplan.planning import pedicle_axis, propose
+
+    for v in ("L1", "L2", "L3", "L4", "L5"):
+        truth = landmarks.vertebrae[v].pedicles["left"]
+        ax = pedicle_axis(ctx, v, "left")
+        err = np.degrees(np.arccos(np.clip(ax["direction"] @ truth.direction, -1.0, 1.0)))
+        best = propose(ctx, "pedicle-screw", v, "left", count=1)[0]
+        print(f"  {v} left: medial angle {ax['medial_angle_deg']:.1f}° (truth "
+              f"{truth.medial_angle_deg:.0f}°, axis {err:.1f}° off), isthmus "
+              f"{ax['isthmus_width_mm']:.1f} mm (truth {truth.isthmus_width_mm:g}), chord "
+              f"{ax['chord_mm']:.0f} mm (truth {truth.length_mm:.0f}) -> "
+              f"{best.trajectory.tool.diameter_mm:g} × {best.trajectory.tool.implant_length_mm:g}"
+              f" mm, grade {best.pedicle.grade} (breach {best.pedicle.breach_mm:.1f} mm), "
+              f"{best.category}")
 
 
 def rss_mib() -> float:
@@ -68,7 +89,7 @@ def main() -> int:
     from surgplan.planning import PlanningContext, entry_risk_map, evaluate, propose
 
     t0 = time.perf_counter()
-    vol, anat = padded_case()
+    vol, anat, landmarks = padded_case()
     print(f"case: phantom 0.8 × 0.8 × 1.0 mm, {vol.array.shape[2]} × {vol.array.shape[1]} × "
           f"{vol.array.shape[0]} voxels (built in {time.perf_counter() - t0:.1f} s); "
           f"{os.cpu_count()} cores")
@@ -124,6 +145,8 @@ def main() -> int:
         maps_cpu.append(time.process_time() - c0)
     print(f"entry risk map over {len(sel)} skin entries: {np.median(maps):.2f} s (CPU "
           f"{np.median(maps_cpu):.2f} s) — target ≤ 1 s ({int((risk < 1).sum())} feasible)")
+    print("pedicle screws (0.8 mm labels):")
+    screws(ctx, landmarks)
     print(f"peak RSS {rss_mib():.0f} MiB; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores (wall times include waiting for a core; CPU times do not)")
     return 0
