@@ -619,6 +619,9 @@ def _categorise(proc, traj, risks, bone_ml, hard_bone_ml, length, reaches, angle
         msg = (f"{pfit.vertebra} {pfit.side} pedicle: breach {pfit.breach_mm:.1f} mm, "
                f"Gertzbein–Robbins grade {pfit.grade} (isthmus {pfit.isthmus_width_mm:.1f} mm, "
                f"screw {pfit.screw_diameter_mm:g} mm)")
+        if not pfit.fits and math.isfinite(pfit.isthmus_width_mm):
+            msg += (f": wider than {100 * P.SCREW_WIDTH_FRACTION:.0f} % of the isthmus, which "
+                    "deforms and then fractures the pedicle (Misenhimer 1989)")
         score += 0.5 * pfit.breach_mm
         if pfit.grade in ("C", "D", "E"):
             high.append(msg)

@@ -116,6 +116,17 @@ def test_pedicle_screws_are_templated_on_the_isthmus_and_the_chord(ctx, small_ph
     assert best.pedicle.cancellous_share > 0.5
 
 
+def test_a_screw_too_wide_for_the_isthmus_is_flagged(ctx):
+    from surgplan.planning import Tool
+
+    # the phantom's L1 isthmus is 8 mm: 80 % of it is 6.4 mm, a 7.5 mm screw exceeds it
+    wide = Tool("screw-7.5x40", 7.5, 150.0, implant_length_mm=40.0)
+    m = propose(ctx, "pedicle-screw", "L1", "left", tool=wide, count=1)[0]
+    assert m.trajectory.tool.diameter_mm == 7.5
+    assert not m.pedicle.fits
+    assert any("wider than 80 % of the isthmus" in r for r in m.risk.reasons), m.risk.reasons
+
+
 def test_screw_size_rule():
     from surgplan.planning.procedures import screw_size
 
