@@ -43,7 +43,7 @@ from surgplan.ui.jobs import JobRunner
 from surgplan.ui.measure_controller import MeasureController
 from surgplan.ui.open_controller import OpenController
 from surgplan.ui.panels import StructurePanel, StudyPanel
-from surgplan.ui.plan_controller import PlanController
+from surgplan.ui.plan_controller import ALONG_TOOL_TIP, PlanController
 from surgplan.ui.plan_panel import PlanPanel
 from surgplan.ui.segmentation_controller import SegmentationController
 from surgplan.ui.session import Session
@@ -130,7 +130,8 @@ class MainWindow(QMainWindow):
         self.plan_panel.trajectorySelected.connect(self.planner.select)
         self.plan_panel.removeRequested.connect(self.remove_trajectory)
         self.plan_panel.riskMapToggled.connect(self.planner.show_risk_map)
-        self.plan_panel.follow.toggled.connect(lambda on: self.planner.update_trajectory_views())
+        self.plan_panel.follow.setToolTip(ALONG_TOOL_TIP)
+        self.plan_panel.follow.toggled.connect(self.planner.set_views_along_tool)
         self.plan_panel.roll.valueChanged.connect(
             lambda v: self.planner.update_trajectory_views())
         self.plan_dock = self._add_dock("Plan", self.plan_panel,
@@ -259,8 +260,10 @@ class MainWindow(QMainWindow):
                                           "Ctrl+Shift+T", True,
                                           tip="Bigger text everywhere, readable across a room")
         self.act_reset = self._action("Reset views", self.reset_views, "Home")
-        self.act_follow = self._action("Views along the tool", lambda: self.plan_panel.follow.toggle(),
-                                       "F4", tip="Sagittal along the tool, coronal the probe's eye")
+        self.act_follow = self._action(
+            "Views along the tool",
+            lambda: self.plan_panel.follow.setChecked(self.act_follow.isChecked()),
+            "F4", True, tip=ALONG_TOOL_TIP)
         self.act_volume = self._action("Volume rendering in 3D", viewer.toggle_volume_rendering,
                                        "F11", True)
         for a in (self.act_layout, self.act_teaching, self.act_projector, self.act_reset,
@@ -302,6 +305,11 @@ class MainWindow(QMainWindow):
         self.act_layout.setChecked(self.grid.layout_name == "one large")
         self.act_teaching.setChecked(self.settings.value("view/teaching", False, type=bool))
         self.act_projector.setChecked(self.settings.value("view/projector", False, type=bool))
+        along = self.settings.value("view/alongTool", False, type=bool)
+        self.act_follow.setChecked(along)
+        self.plan_panel.follow.blockSignals(True)  # no message at start; no plan to follow yet
+        self.plan_panel.follow.setChecked(along)
+        self.plan_panel.follow.blockSignals(False)
         self.opener.rebuild_recent()
         self.cases.offer_recovery()
 

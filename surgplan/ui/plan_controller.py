@@ -19,6 +19,11 @@ from surgplan.render import ToolGlyph
 from surgplan.render.glyphs import TOOL_RGB
 from surgplan.ui.views import SliceView
 
+#: The tooltip of View ▸ Views along the tool (F4) and of the Plan panel's check box.
+ALONG_TOOL_TIP = ("Sagittal view → resliced along the selected tool, coronal view → the "
+                  "probe's eye at its tip (F4). Off brings back the sagittal and coronal "
+                  "views; the choice is remembered.")
+
 
 class PlanController:
     """Keeps the planning context, proposals and live metrics of the window's plan."""
@@ -167,6 +172,27 @@ class PlanController:
         w.view3d.scene.set_tools(glyphs)
         sel = w.session.state.selected
         self.update_trajectory_views(override.get(sel) if override else None)
+
+    def set_views_along_tool(self, on: bool):
+        """Show the views along the tool instead of the sagittal and coronal ones (or
+        back), remembered in the settings (``view/alongTool``)."""
+        w = self.w
+        on = bool(on)
+        w.act_follow.setChecked(on)
+        if w.plan_panel.follow.isChecked() != on:
+            w.plan_panel.follow.setChecked(on)  # comes back here through its signal
+            return
+        w.settings.setValue("view/alongTool", on)
+        if not on:
+            w.status_text.setText("Sagittal and coronal views are back; F4 (View ▸ Views along "
+                                  "the tool) shows the views along the tool again.")
+        elif self.selected_trajectory() is None:
+            w.status_text.setText("Views along the tool: shown once a trajectory is selected; "
+                                  "F4 brings back the sagittal and coronal views.")
+        else:
+            w.status_text.setText("Sagittal → along the tool, coronal → probe's eye; F4 (View ▸ "
+                                  "Views along the tool) brings back sagittal and coronal.")
+        self.update_trajectory_views()
 
     def update_trajectory_views(self, trajectory=None):
         """Sagittal → along the selected tool, coronal → its probe's eye (or back)."""
@@ -326,4 +352,4 @@ class PlanController:
             self.show_risk_map(True)  # the target, tool or selection moved: recompute
 
 
-__all__ = ["PlanController"]
+__all__ = ["ALONG_TOOL_TIP", "PlanController"]

@@ -205,8 +205,6 @@ class PlanPanel(QWidget):
         row = QHBoxLayout()
         self.follow = QCheckBox("Views along the tool")
         self.follow.setObjectName("followBox")
-        self.follow.setToolTip("Sagittal → resliced along the tool, coronal → the probe's eye "
-                               "at the tip (F4)")
         self.roll = QSlider(Qt.Orientation.Horizontal)
         self.roll.setObjectName("rollSlider")
         self.roll.setRange(-180, 180)
