@@ -4,8 +4,8 @@ Runs after the vertebrae, discs and canal (and whatever else fills the
 ``structures`` map) on the grids the pipeline already has: the whole-field scout
 grid (2 mm) for the body surface and the bowel, the working grid around the spine
 (1.5 mm) for bone, muscle, vessels and kidneys.  Each structure records whether it
-was ``segmented`` from the image or ``modelled`` from anatomy (vessels without
-contrast, bowel without gas), with the source in its notes; what was not found is
+was ``segmented`` from the image or ``modelled`` from anatomy (vessels the image
+does not show), with the source in its notes; what was not found is
 said in the findings with the reason.
 
 - *Ilium*: bone that is not a vertebra, lateral to the sacrum at and below the
@@ -17,9 +17,10 @@ said in the findings with the reason.
   previous one, which keeps it from leaking into neighbouring muscles (ANATOMY.md:
   ≈ 2 cm² at L1 to ≈ 12 cm² at L5, ≈ 48 HU).
 - *Vessels*: :mod:`surgplan.imaging.segment.vessels`.
-- *Kidneys*: only where contrast enhances them (> 140 HU): a solid organ of
-  40–600 ml beside the spine at T11–L3; unenhanced kidneys are not told from the
-  muscle and liver around them, so they are left out and the findings say so.
+- *Kidneys*: where contrast enhances them (> 140 HU), a solid organ of 40–600 ml
+  beside the spine at T11–L3; otherwise the unenhanced parenchyma (≈ 30 HU) inside
+  the perirenal fat (:mod:`surgplan.imaging.segment.kidneys_plain`).  A kidney found
+  neither way is left out and the findings say so.
 - *Skin*, *subcutaneous fat*, *bowel*: :mod:`surgplan.imaging.segment.soft_tissue`.
 - *Body*: every voxel of the body outline that no other label holds, so the union
   of all labels is the outline.
@@ -38,6 +39,7 @@ from surgplan.core.progress import CancelToken, check
 from surgplan.imaging.anatomy import Structure
 from surgplan.imaging.segment.body import IN_SLICE
 from surgplan.imaging.segment.grid import WorkGrid
+from surgplan.imaging.segment.kidneys_plain import PARENCHYMA_HU, plain_kidneys
 from surgplan.imaging.segment.soft_tissue import (
     SKIN_MM, bowel_region, subcutaneous_fat, surface_depth_mm,
 )
@@ -453,7 +455,8 @@ def _bbox(mask: np.ndarray, margin: int):
 # --- kidneys ----------------------------------------------------------------------------------
 def kidneys(ctx: SpineContext, frames: SliceFrames, au: np.ndarray, av: np.ndarray,
             exclude: np.ndarray) -> tuple:
-    """``({"kidney left": mask, …}, findings)``: enhanced kidneys only."""
+    """``({"kidney left": (mask, notes), …}, findings)``: enhanced kidneys, else unenhanced
+    ones (:mod:`surgplan.imaging.segment.kidneys_plain`)."""
     s = ctx.work.spacing_mm
     names = ctx.names
     seg = frames.segment
@@ -483,6 +486,7 @@ def kidneys(ctx: SpineContext, frames: SliceFrames, au: np.ndarray, av: np.ndarr
     lab, n = ndi.label(cand)
     out, findings = {}, []
     vox_ml = s**3 / 1000.0
+    plain = []
     for side, sgn in (("left", 1.0), ("right", -1.0)):
         best, best_ml = 0, 0.0
         for i in range(1, n + 1):
@@ -495,10 +499,7 @@ def kidneys(ctx: SpineContext, frames: SliceFrames, au: np.ndarray, av: np.ndarr
             if ml > best_ml:
                 best, best_ml = i, ml
         if not best:
-            findings.append(f"kidney {side} not segmented: no contrast-enhanced organ "
-                            f"(≥ {KIDNEY_HU:.0f} HU, {KIDNEY_ML[0]:.0f}–{KIDNEY_ML[1]:.0f} ml) "
-                            "beside the spine at T11–L3; unenhanced kidneys are not told apart "
-                            "from the muscle and liver around them")
+            plain.append(side)
             continue
         m = lab == best
         # the renal sinus (fat, pelvis) opens medially: close it, then fill slice by slice
@@ -512,7 +513,24 @@ def kidneys(ctx: SpineContext, frames: SliceFrames, au: np.ndarray, av: np.ndarr
         half = 0.5 * (float(np.median(hu[m])) - 100.0)
         for _ in range(2):
             m |= ndi.binary_dilation(m) & (hu >= half) & ctx.work_body & ~ctx.taken & ~exclude
-        out[f"kidney {side}"] = m
+        out[f"kidney {side}"] = (m, "contrast-enhanced renal parenchyma, sinus filled")
+    if plain:
+        # not enhanced (a CT without contrast, or a kidney that does not excrete): the
+        # parenchyma inside the perirenal fat
+        found = plain_kidneys(ctx.work_hu, s, ctx.work_body, ~ctx.taken & ~exclude, zrange, au,
+                              av, frames.front_mm, frames.half_width_mm, frames.canal_v_mm,
+                              tuple(plain))
+        for side in plain:
+            if side in found:
+                out[f"kidney {side}"] = (found[side], "unenhanced renal parenchyma (≈ 30 HU) "
+                                         "inside the perirenal fat, sinus filled")
+            else:
+                findings.append(
+                    f"kidney {side} not segmented: neither a contrast-enhanced organ "
+                    f"(≥ {KIDNEY_HU:.0f} HU) nor a body of unenhanced parenchyma "
+                    f"({PARENCHYMA_HU[0]:.0f}–{PARENCHYMA_HU[1]:.0f} HU) inside the perirenal "
+                    f"fat of {KIDNEY_ML[0]:.0f}–{KIDNEY_ML[1]:.0f} ml was found beside the spine at "
+                    "T11–L3 (a kidney removed, atrophic, or out of its usual place?)")
     return out, findings
 
 
@@ -559,8 +577,8 @@ def segment_surroundings(ctx: SpineContext, cancel: Optional[CancelToken] = None
     kid, f = kidneys(ctx, frames, au, av, near_vessels)
     res.findings.extend(f)
     occupied = near_vessels.copy()
-    for n, m in kid.items():
-        res.work[n] = (m, "segmented", "contrast-enhanced renal parenchyma, sinus filled")
+    for n, (m, note) in kid.items():
+        res.work[n] = (m, "segmented", note)
         occupied |= m
     check(cancel)
     bones, f = ilium_and_ribs(ctx, frames, au, av, occupied)

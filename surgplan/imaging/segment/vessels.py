@@ -1,5 +1,6 @@
-"""Great vessels in front of the lumbar spine: segmented where contrast shows them,
-modelled from anatomy where it does not.
+"""Great vessels in front of the lumbar spine: segmented where the image shows them
+(with contrast, or as unenhanced blood outlined by fat), modelled from anatomy where it
+does not.
 
 *Segmented.*  With arterial contrast the aorta is the brightest non-bone tube
 (290–360 HU) in front of the vertebral bodies, a little to the left; it divides at
@@ -10,7 +11,12 @@ connected bright region grown from the expected position beside the body, confin
 to a corridor in front of the spine; the bifurcation is the highest slice below
 which the arterial tree is two separate sections.
 
-*Modelled.*  Where the image does not show a vessel (no contrast), it becomes a
+*Unenhanced.*  Without contrast the vessels are blood-density tubes outlined by fat:
+:mod:`surgplan.imaging.segment.vessels_plain` follows each near where the model below
+places it, and a vessel followed over at least half its modelled length is
+``segmented`` (continued by the model, moved onto its course, where it was not seen).
+
+*Modelled.*  Where the image does not show a vessel, it becomes a
 no-go tube placed from the vertebral bodies found in the image, with the figures of
 ``/work/shared/ANATOMY.md``: the aorta left anterolateral and the IVC right
 anterolateral, 1–3 mm in front of the bodies and discs; the aortic bifurcation at
@@ -29,6 +35,7 @@ from scipy import ndimage as ndi
 
 from surgplan.imaging.segment.grid import WorkGrid
 from surgplan.imaging.segment.spine_frame import SliceFrames
+from surgplan.imaging.segment.vessels_plain import MIN_COVER, complete_from_model, plain_vessels
 
 #: Opacified artery (HU, smoothed): arterial phase 290–360, blurred at its wall.
 ARTERY_HU = 200.0
@@ -281,10 +288,9 @@ def segment_vessels(hu_s: np.ndarray, grid: WorkGrid, frames: SliceFrames, taken
         else:
             out.findings.append("the veins are not opacified (arterial phase): the IVC and common "
                                 "iliac veins are modelled from the vertebral bodies")
+        unenhanced = False
     else:
-        out.findings.append("no contrast-filled aorta in front of the spine (a CT without "
-                            "contrast, or a late phase): the aorta, IVC and common iliac vessels "
-                            "are modelled no-go zones from the vertebral bodies (ANATOMY.md)")
+        unenhanced = True
     missing = [n for n in ("aorta", "inferior vena cava", "common iliac artery left",
                            "common iliac artery right", "common iliac vein left",
                            "common iliac vein right") if n not in out.masks]
@@ -292,9 +298,35 @@ def segment_vessels(hu_s: np.ndarray, grid: WorkGrid, frames: SliceFrames, taken
         model, why = modelled_vessels(grid, segs, names, frames, taken, body, vertebrae)
         if why:
             out.findings.append(why)
+        seen, cover = {}, {}
+        if unenhanced and model:
+            # without contrast the vessels are blood-density tubes in the retroperitoneal fat
+            seen, cover, _ = plain_vessels(hu_s, grid, taken, body,
+                                           {n: model[n] for n in missing if n in model})
+        followed, left = [], []
         for n in missing:
-            if n in model and model[n].any():
+            if n in seen and cover[n] >= MIN_COVER:
+                mask, note = complete_from_model(seen[n], model[n], cover[n],
+                                                 "branch" if "common" in n else "trunk")
+                out.masks[n] = (mask, "segmented", note)
+                followed.append(n)
+            elif n in model and model[n].any():
                 out.masks[n] = (model[n], "modelled", "modelled no-go zone; " + SOURCE)
+                left.append(n)
+        if unenhanced:
+            msg = ("no contrast-filled aorta in front of the spine (a CT without contrast, or a "
+                   "late phase)")
+            if followed:
+                msg += ": followed as blood-density tubes in the fat: " + ", ".join(followed)
+            if left:
+                msg += ("; " if followed else ": ") + "not seen in the image, so modelled no-go " \
+                    "zones from the vertebral bodies (ANATOMY.md): " + ", ".join(left)
+            out.findings.append(msg)
+            if "aorta" in followed and "common iliac artery left" in followed:
+                zs = np.nonzero(out.masks["aorta"][0].reshape(grid.shape[0], -1).any(1))[0]
+                k = int(zs.min())
+                lvl = names[seg[k] - 1] if seg[k] else "below the curve"
+                out.findings.append(f"aortic bifurcation at {lvl} (followed without contrast)")
     return out
 
 

@@ -1,0 +1,170 @@
+"""Kidneys on CT without contrast: parenchyma inside the perirenal fat.
+
+Unenhanced renal parenchyma reads ≈ 30 HU (ANATOMY.md), a little below muscle
+(≈ 45 HU, less in fatty muscle) and the liver and spleen (≈ 55 HU), and the perirenal
+fat outlines it.  So the kidney is looked for as the large soft-tissue body of
+parenchyma density lateral to the psoas at T11–L3:
+
+1. voxels of the smoothed CT in :data:`PARENCHYMA_HU`, beside the spine (lateral to
+   the bodies, in front of the back muscles, no farther forward than the kidneys
+   reach), not bone, vessel or anything already labelled;
+2. an opening with a ball of :data:`OPEN_MM` (5 mm, else 3.5 mm) cuts the thin bridges
+   partial volume makes to the liver, spleen, muscles and bowel;
+3. per side, the largest piece of kidney size (:data:`KIDNEY_ML`) whose centre lies
+   where kidneys lie (3.5–11 cm from the midline);
+4. it is found again with the band closed :data:`OWN_HU` above its own median (the
+   edges of the liver and muscles may bridge to it); its sinus (fat, pelvis and
+   vessels opening medially) is filled by the convex hull of each slice where that
+   adds no more than a sinus would, else by a closing; and it is grown to half-way
+   between parenchyma and fat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage as ndi
+from scipy.spatial import Delaunay
+
+
+#: Unenhanced parenchyma (HU, smoothed with σ ≈ 1.5 mm): ≈ 30, noise and partial volume
+#: around it; muscle (≈ 45) and liver (≈ 45–55 unenhanced) lie above, but for their edges.
+PARENCHYMA_HU = (-5.0, 37.0)
+#: Opening radii (mm), tried in turn: bridges thinner than ≈ 2 × the radius are cut.  The
+#: larger one parts the kidney from the liver's partial-volume edge; a thin kidney (a large
+#: sinus, atrophy) survives only the smaller.
+OPEN_MM = (5.0, 3.5)
+KIDNEY_ML = (40.0, 600.0)
+#: Parenchyma reads no more than this above the median of the kidney first found (HU).
+OWN_HU = 15.0
+#: Lateral offset of the kidney's centre from the spine's midline (mm).
+CENTRE_U_MM = (35.0, 110.0)
+
+
+def _hull_per_slice(m: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """Per axial slice, the convex hull of ``m`` where it adds no more than a sinus would
+    (≤ 35 % of the section), else ``closed`` (a closing, which bridges less)."""
+    out = closed.copy()
+    for k in np.nonzero(m.reshape(m.shape[0], -1).any(1))[0]:
+        yx = np.argwhere(m[k])
+        if len(yx) < 4 or np.linalg.matrix_rank(yx - yx.mean(0)) < 2:
+            continue
+        lo, hi = yx.min(0), yx.max(0) + 1
+        yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
+        inside = Delaunay(yx).find_simplex(np.stack([yy.ravel(), xx.ravel()], 1)) >= 0
+        if np.count_nonzero(inside) <= 1.35 * len(yx):
+            out[k, lo[0]:hi[0], lo[1]:hi[1]] |= inside.reshape(yy.shape)
+    return out
+
+
+def plain_kidneys(hu_s: np.ndarray, spacing_mm: float, body: np.ndarray, free: np.ndarray,
+                  zrange: np.ndarray, au: np.ndarray, av: np.ndarray, front_mm: np.ndarray,
+                  half_width_mm: np.ndarray, canal_v_mm: np.ndarray, sides: tuple) -> dict:
+    """``{side: mask}`` of the unenhanced kidneys found on the working grid.
+
+    Parameters
+    ----------
+    hu_s : numpy.ndarray
+        Smoothed CT (HU) on the working grid.
+    spacing_mm : float
+        Voxel edge of the working grid (mm).
+    body, free : numpy.ndarray of bool
+        Body outline; voxels not yet labelled (bone, discs, canal, vessels excluded).
+    zrange : numpy.ndarray of bool
+        ``(nz,)`` the slices at T11–L3 (and a margin) where kidneys are looked for.
+    au, av : numpy.ndarray
+        In-slice offsets from the spine curve (mm): left and posterior.
+    front_mm, half_width_mm, canal_v_mm : numpy.ndarray
+        ``(nz,)`` the body's front and half-width and the canal's offset per slice (mm).
+    sides : tuple of str
+        ``"left"`` and/or ``"right"``: the sides still to find.
+    """
+    s = spacing_mm
+    ks = np.nonzero(zrange)[0]
+    if len(ks) == 0 or not sides:
+        return {}
+    z0, z1 = int(ks.min()), int(ks.max()) + 1
+    sl = slice(z0, z1)
+    hu = ndi.gaussian_filter(hu_s[sl].astype(np.float32), 1.5 / s)
+    a_u, a_v = au[sl], av[sl]
+    fr = front_mm[sl, None, None]
+    hw = half_width_mm[sl, None, None]
+    cv = canal_v_mm[sl, None, None]
+    # lateral to the bodies and the psoas beside them, in front of the back muscles (which lie
+    # behind the transverse processes, at the canal's depth), behind the bowel
+    region = (np.abs(a_u) > hw + 12.0) & (np.abs(a_u) < 140.0) & (a_v > fr - 50.0) \
+        & (a_v < cv + 15.0)
+    cand = (hu >= PARENCHYMA_HU[0]) & (hu <= PARENCHYMA_HU[1]) & body[sl] & free[sl] & region
+    out = {}
+    todo = list(sides)
+    # noise leaves pinholes where parenchyma reads a little above the band: close them first
+    img = sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(cand.astype(np.uint8)), [1] * 3)
+    for open_mm in OPEN_MM:
+        r = max(1, int(round(open_mm / s)))
+        opened = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(img, [r] * 3)) > 0
+        for side, m in _pick(opened, a_u, s, list(todo)).items():
+            # the kidney's own density, then again with the band closed above it: the
+            # liver's and muscles' edges read a little lower than their bulk and may bridge
+            # to it; parenchyma reads within ≈ 15 HU of its median
+            own = float(np.median(hu[m]))
+            tight = cand & (hu <= own + OWN_HU)
+            again = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
+                sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(tight.astype(np.uint8)),
+                                                [1] * 3), [r] * 3)) > 0
+            m2 = _pick(again & ndi.binary_dilation(m, iterations=1), a_u, s, [side]).get(side)
+            out[side] = _finish(m if m2 is None else m2, hu, body[sl] & free[sl] & region, r,
+                                hu_s.shape, sl, s)
+            todo.remove(side)
+        if not todo:
+            break
+    return out
+
+
+def _pick(cand: np.ndarray, a_u: np.ndarray, s: float, sides: list) -> dict:
+    """Per side, the largest piece of ``cand`` of kidney size centred where kidneys lie."""
+    lab, n = ndi.label(cand)
+    out = {}
+    if n == 0:
+        return out
+    vox_ml = s ** 3 / 1000.0
+    sizes = np.bincount(lab.ravel(), minlength=n + 1) * vox_ml
+    sum_u = np.bincount(lab.ravel(), weights=a_u.ravel(), minlength=n + 1)
+    for side in sides:
+        sgn = 1.0 if side == "left" else -1.0
+        best, best_ml = 0, 0.0
+        for i in range(1, n + 1):
+            ml = sizes[i]
+            if not (KIDNEY_ML[0] <= ml <= KIDNEY_ML[1]):
+                continue
+            u = sgn * sum_u[i] / (ml / vox_ml)
+            if not (CENTRE_U_MM[0] <= u <= CENTRE_U_MM[1]):
+                continue
+            if ml > best_ml:
+                best, best_ml = i, ml
+        if best:
+            out[side] = lab == best
+    return out
+
+
+def _finish(m: np.ndarray, hu: np.ndarray, ok: np.ndarray, r: int, shape: tuple,
+            sl: slice, s: float) -> np.ndarray:
+    """Sinus filled and surface grown back; on the whole working grid."""
+    # the renal sinus (fat, pelvis, vessels) opens medially, up to ≈ 3 cm wide: the
+    # kidney is its convex hull in each slice (a bean's hull is the bean and its hilum)
+    rc = max(1, int(round(10.0 / s)))
+    idx = np.nonzero(m)
+    box = tuple(slice(max(int(v.min()) - rc - 1, 0), int(v.max()) + rc + 2) for v in idx)
+    sub = sitk.GetImageFromArray(m[box].astype(np.uint8))
+    closed = np.zeros_like(m)
+    closed[box] = ndi.binary_fill_holes(
+        sitk.GetArrayFromImage(sitk.BinaryMorphologicalClosing(sub, [rc] * 3)) > 0,
+        structure=np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                            [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool))
+    m = _hull_per_slice(m, closed | m) & ok
+    # the opening shaved the surface: grow back to half-way between parenchyma and fat
+    half = 0.5 * (float(np.median(hu[m])) + -95.0)
+    for _ in range(r + 1):
+        m |= ndi.binary_dilation(m) & (hu >= half) & (hu <= PARENCHYMA_HU[1] + 10.0) & ok
+    full = np.zeros(shape, bool)
+    full[sl] = m
+    return full
