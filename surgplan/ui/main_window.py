@@ -330,6 +330,9 @@ class MainWindow(QMainWindow):
         if reason == "case":
             self.study.show_case(self.session.case)
             self.viewer.mesh_cache = {}
+            # Measurements are points of the study they were drawn on: a new study
+            # starts without them (a case file then brings its own back).
+            self.measure.replace([])
         if reason == "series":
             self.study.show_details(self.session.case)
         if reason in ("case", "anatomy", "series"):

@@ -87,3 +87,6 @@ def test_measurements_are_saved_with_the_plan_and_reopened(qtbot, window, small_
     assert win.measurements == drawn
     # Drawn again in the slices, labelled with their length.
     assert len(axial.scene._measurements) == 1
+    # Another study does not inherit them (they are points of this one).
+    win.session.set_case(Case("phantom again", [], {"ct": small_phantom.ct}, "ct"))
+    assert win.measurements == [] and axial.scene._measurements == []
