@@ -17,8 +17,12 @@ HALF_LR_MM, HALF_AP_MM = 20.0, 15.0
 DISC_HALF_MM, BODY_MM = 5.0, 25.0
 
 
-def _motion_segment(spacing_mm: float, gas: bool = False):
-    """(hu, grid, disc truth, vertebra labels, psoas mask) on an LPS grid of ``spacing_mm``."""
+def _motion_segment(spacing_mm: float, gas: bool = False, notch_mm: float = 0.0):
+    """(hu, grid, disc truth, vertebra labels, psoas mask) on an LPS grid of ``spacing_mm``.
+
+    ``notch_mm``: within that height of the disc the bodies' rims are set back by
+    3 mm, with soft tissue in the notch (a worn or irregular endplate rim).
+    """
     grid = WorkGrid.covering(np.array([-45.0, -30.0, -30.0]), np.array([45.0, 35.0, 30.0]),
                              spacing_mm)
     zyx = np.indices(grid.shape).reshape(3, -1).T
@@ -29,12 +33,20 @@ def _motion_segment(spacing_mm: float, gas: bool = False):
     cancellous = ((x / (HALF_LR_MM - 1.5)) ** 2 + (y / (HALF_AP_MM - 1.5)) ** 2) <= 1.0
     lower = section & (z < -DISC_HALF_MM) & (z >= -DISC_HALF_MM - BODY_MM)
     upper = section & (z > DISC_HALF_MM) & (z <= DISC_HALF_MM + BODY_MM)
+    if notch_mm > 0:
+        shrink = np.where(np.abs(z) - DISC_HALF_MM < notch_mm, 3.0, 0.0)
+        inside = ((x / (HALF_LR_MM - shrink)) ** 2 + (y / (HALF_AP_MM - shrink)) ** 2) <= 1.0
+        notch = (lower | upper) & ~inside
+        lower &= inside
+        upper &= inside
     disc = section & (np.abs(z) <= DISC_HALF_MM)
     # psoas beside the disc and the bodies, touching the disc's left side, as dense
     psoas = ((x - 29.0) / 9.0) ** 2 + (y / 10.0) ** 2 <= 1.0
     psoas &= ~section
     hu = np.full(grid.shape, -100.0, np.float32)  # fat
     hu[psoas] = 60.0
+    if notch_mm > 0:
+        hu[notch] = 60.0
     hu[disc] = 80.0
     hu[disc & (ell < 0.4)] = 68.0  # nucleus
     bone = lower | upper
@@ -95,6 +107,17 @@ def test_disc_stops_at_the_endplates_rim_not_in_the_psoas(segment_1p5):
     level = np.abs(grid.index_to_lps(np.indices(grid.shape).reshape(3, -1).T)[:, 2])
     beside = psoas & (level <= DISC_HALF_MM).reshape(grid.shape)
     assert np.count_nonzero(m & psoas) <= 0.1 * np.count_nonzero(beside)
+
+
+def test_disc_does_not_run_up_a_notched_rim():
+    """Where the endplate's rim is set back, a cell at the rim sees the body's wall
+    millimetres beyond the endplate; the disc stays near its own height there."""
+    hu, grid, disc, vert, _ = _motion_segment(1.5, notch_mm=6.0)
+    m = label_discs(hu, grid, _segments(), vert)[1]
+    assert _dice(m, disc) >= 0.85
+    z = grid.index_to_lps(np.argwhere(m))[:, 2]
+    # the rim's slack (2 mm) and one voxel, not the 6 mm of the notch
+    assert np.abs(z).max() <= DISC_HALF_MM + 2.0 + grid.spacing_mm
 
 
 def test_vacuum_gas_in_a_degenerate_disc_stays_disc():

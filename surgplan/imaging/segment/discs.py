@@ -192,15 +192,28 @@ ENDPLATE_REACH_MM = 14.0
 #: Inside the footprint, this far (mm) from its rim, a disc voxel may read anything
 #: below the endplate level: a degenerate disc holds vacuum gas (≈ −500 HU).
 GAS_MARGIN_MM = 4.0
-#: Neighbourhood (mm) whose median endplate height bounds a cell's, and by how much
-#: (mm) a cell's endplate may lie beyond it (the rounded rim of an endplate).
-RIM_WINDOW_MM = 9.0
+#: How far (mm) a cell's endplate may lie beyond the plane fitted to the endplate
+#: (the rounded rim of an endplate), and how far inside the rim (mm) the cells lie
+#: that the plane is fitted on.
 RIM_SLACK_MM = 2.0
+RIM_INSET_MM = 4.5
 
 
-def _nanmedian(values: np.ndarray) -> float:
-    ok = values[np.isfinite(values)]
-    return float(np.median(ok)) if len(ok) else np.nan
+def _endplate_plane(height: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Plane fitted to ``height`` (mm) over ``cells``, evaluated on the whole cell grid.
+
+    Least squares, then once more without the cells more than 2 mm off the first
+    fit (a notch, an osteophyte, a Schmorl node).
+    """
+    a, b = np.nonzero(cells)
+    h = height[a, b].astype(float)
+    design = np.column_stack([np.ones(len(a)), a, b])
+    coef = np.linalg.lstsq(design, h, rcond=None)[0]
+    keep = np.abs(design @ coef - h) <= 2.0
+    if keep.sum() >= 6:
+        coef = np.linalg.lstsq(design[keep], h[keep], rcond=None)[0]
+    ga, gb = np.indices(height.shape)
+    return coef[0] + coef[1] * ga + coef[2] * gb
 
 
 def label_discs(hu_s: np.ndarray, grid: WorkGrid, segs: list, vert: np.ndarray) -> dict:
@@ -304,17 +317,17 @@ def _disc_between_endplates(hu, vert, grid, z0, plane, lower, upper, n):
     fp = ndi.binary_fill_holes(ndi.binary_closing(np.pad(both, 2), iterations=2)[2:-2, 2:-2])
     rim_in = ndi.binary_erosion(fp, iterations=max(1, int(round(GAS_MARGIN_MM / step))))
     fp = ndi.binary_dilation(fp)
-    # at the rim of a body the cortex curves away from the disc, and a coarse
-    # voxel grid makes it ragged: a cell there may see the body's wall far below
-    # (or above) the endplate, and the disc would run up the wall.  The endplate
-    # in each cell lies within RIM_SLACK_MM of its neighbourhood's median.
-    top = np.where(both, top, np.nan)
-    bot = np.where(both, bot, np.nan)
-    w = 2 * max(1, int(round(RIM_WINDOW_MM / (2 * step)))) + 1
-    med_top = ndi.generic_filter(top, _nanmedian, size=w, mode="constant", cval=np.nan)
-    med_bot = ndi.generic_filter(bot, _nanmedian, size=w, mode="constant", cval=np.nan)
-    top = np.where(both, np.maximum(top, med_top - RIM_SLACK_MM), np.nan)
-    bot = np.where(both, np.minimum(bot, med_bot + RIM_SLACK_MM), np.nan)
+    # at the rim of a body the cortex curves away from the disc, a worn or
+    # irregular rim is set back, and a coarse voxel grid makes it ragged: a cell
+    # there may see the body's wall millimetres beyond the endplate, and the disc
+    # would run up the wall.  Each endplate is near a plane (tilted for a wedge
+    # disc, 1–2 mm concave): fitted on the cells inside the rim, it bounds every
+    # cell's endplate to within RIM_SLACK_MM beyond it.
+    inner = ndi.binary_erosion(both, iterations=max(1, int(round(RIM_INSET_MM / step))))
+    if np.count_nonzero(inner) < 6:
+        inner = both
+    top = np.where(both, np.maximum(top, _endplate_plane(top, inner) - RIM_SLACK_MM), np.nan)
+    bot = np.where(both, np.minimum(bot, _endplate_plane(bot, inner) + RIM_SLACK_MM), np.nan)
     # every footprint cell takes the heights of the nearest cell where both were seen
     _, (ia, ib) = ndi.distance_transform_edt(~both, return_indices=True)
     top = top[ia, ib]
@@ -327,7 +340,14 @@ def _disc_between_endplates(hu, vert, grid, z0, plane, lower, upper, n):
     # the disc's edge against an endplate is the half-maximum between the disc
     # and the endplate's cortex, as every other bone edge
     size = 2 * max(1, int(round(2.5 / step))) + 1
-    peak = np.minimum(ndi.maximum_filter(hu, size=size), ENDPLATE_PEAK_CAP_HU).ravel()[idx]
+    if not len(idx):
+        return None
+    # the brightest voxel within 2.5 mm, on the box around the candidates only
+    zyx = np.unravel_index(idx, sub)
+    box = tuple(slice(max(int(c.min()) - size, 0), int(c.max()) + size + 1) for c in zyx)
+    peak_box = ndi.maximum_filter(hu[box], size=size)
+    peak = np.minimum(peak_box[tuple(c - b.start for c, b in zip(zyx, box))], ENDPLATE_PEAK_CAP_HU)
+    del peak_box, zyx
     level = np.maximum(plane.endplate_hu, 0.5 * (peak + plane.disc_hu))
     keep = ((a > top[ci, cj]) & (a < bot[ci, cj]) & (lab[idx] == 0) & (h < level)
             & ((h >= DISC_RIM_MIN_HU) | rim_in[ci, cj]))
