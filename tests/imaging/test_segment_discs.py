@@ -17,7 +17,8 @@ HALF_LR_MM, HALF_AP_MM = 20.0, 15.0
 DISC_HALF_MM, BODY_MM = 5.0, 25.0
 
 
-def _motion_segment(spacing_mm: float, gas: bool = False, notch_mm: float = 0.0):
+def _motion_segment(spacing_mm: float, gas: bool = False, notch_mm: float = 0.0,
+                    fleck: bool = False):
     """(hu, grid, disc truth, vertebra labels, psoas mask) on an LPS grid of ``spacing_mm``.
 
     ``notch_mm``: within that height of the disc the bodies' rims are set back by
@@ -56,6 +57,8 @@ def _motion_segment(spacing_mm: float, gas: bool = False, notch_mm: float = 0.0)
     hu[inner_lo | inner_up] = 200.0
     if gas:
         hu[disc & (ell < 0.15) & (np.abs(z) < 2.0)] = -500.0  # vacuum phenomenon
+    if fleck:
+        hu[disc & (ell < 0.05) & (np.abs(z) < 2.0)] = 400.0  # calcified nucleus
     hu = ndi.gaussian_filter(hu, 0.6 / spacing_mm)  # the scanner's blur
     vert = np.zeros(grid.shape, np.uint8)
     vert[lower] = 1
@@ -126,6 +129,14 @@ def test_vacuum_gas_in_a_degenerate_disc_stays_disc():
     gas = disc & (hu < -200.0)
     assert gas.any()
     assert np.count_nonzero(m & gas) >= 0.9 * np.count_nonzero(gas)
+
+
+def test_calcified_fleck_inside_a_disc_stays_disc():
+    hu, grid, disc, vert, _ = _motion_segment(1.5, fleck=True)
+    m = label_discs(hu, grid, _segments(), vert)[1]
+    fleck = disc & (hu > 250.0)
+    assert fleck.any()
+    assert np.all(m[fleck])
 
 
 def test_no_disc_without_a_body_on_both_sides(segment_1p5):

@@ -359,7 +359,8 @@ def _disc_between_endplates(hu, vert, grid, z0, plane, lower, upper, n):
         sizes = np.bincount(cl.ravel())
         sizes[0] = 0
         m = cl == int(np.argmax(sizes))
-    return m
+    # a disc is solid: a bright fleck inside it (calcified nucleus, noise) is disc
+    return ndi.binary_fill_holes(m) & (vert == 0)
 
 
 def refine_discs_on_input(structures: np.ndarray, disc_values, hu: np.ndarray, spacing_kji_mm,
