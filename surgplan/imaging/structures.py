@@ -4,7 +4,8 @@ The phantom's ground truth, the segmentation, the planner and the report all
 speak of structures by these names, so a name is the key that joins them:
 ``T12``, ``L1`` … ``L5`` (``L6`` when present), ``S1`` for the sacrum;
 ``disc L4-L5``; ``spinal canal``; ``dural sac``; ``nerve root L4 left`` (the
-root that exits below the L4 pedicle); ``ilium left``; ``psoas right``;
+root that exits below the L4 pedicle); ``foramen L4-L5 left`` (the neural
+foramen between L4 and L5, where ``nerve root L4 left`` exits); ``ilium left``; ``psoas right``;
 ``aorta``; ``inferior vena cava``; ``kidney left``; ``bowel``; ``skin``.
 """
 
@@ -25,6 +26,7 @@ KINDS = (
     "spinal canal",
     "dural sac",
     "nerve root",
+    "foramen",
     "rib",
     "ilium",
     "muscle",
@@ -52,6 +54,7 @@ PART_CODES = {name: code for code, name in PART_NAMES.items()}
 _VERTEBRA_RE = re.compile(r"^(T1[0-2]|L[1-6]|S1)$")
 _DISC_RE = re.compile(r"^disc (T1[0-2]|L[1-6])-(L[1-6]|S1)$")
 _ROOT_RE = re.compile(r"^nerve root (T1[0-2]|L[1-6]) (left|right)$")
+_FORAMEN_RE = re.compile(r"^foramen (T1[0-2]|L[1-6])-(L[1-6]|S1) (left|right)$")
 
 
 def disc_name(upper: str, lower: str) -> str:
@@ -64,6 +67,16 @@ def root_name(vertebra: str, side: str) -> str:
     if side not in SIDES:
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     return f"nerve root {vertebra} {side}"
+
+
+def foramen_name(upper: str, lower: str, side: str) -> str:
+    """Name of the neural foramen between two vertebrae on ``side``, e.g. ``foramen L4-L5 left``.
+
+    It is where the root named after ``upper`` (``nerve root L4 left``) exits.
+    """
+    if side not in SIDES:
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    return f"foramen {upper}-{lower} {side}"
 
 
 def sided(name: str, side: str) -> str:
@@ -85,6 +98,8 @@ def kind_of(name: str) -> str:
         return "disc"
     if _ROOT_RE.match(name):
         return "nerve root"
+    if _FORAMEN_RE.match(name):
+        return "foramen"
     base = name.rsplit(" ", 1)[0] if name.endswith((" left", " right")) else name
     table = {
         "spinal canal": "spinal canal",
@@ -120,6 +135,9 @@ def level_of(name: str) -> Optional[str]:
     m = _ROOT_RE.match(name)
     if m:
         return m.group(1)
+    m = _FORAMEN_RE.match(name)
+    if m:
+        return f"{m.group(1)}-{m.group(2)}"
     return None
 
 
@@ -139,6 +157,8 @@ _KIND_COLOURS = {
     "spinal canal": (255, 255, 180),
     "dural sac": (255, 235, 60),
     "nerve root": (255, 210, 0),
+    # a pale green, apart from the yellow neural tissue it holds and the red/blue vessels
+    "foramen": (150, 225, 170),
     "rib": (225, 215, 190),
     "ilium": (225, 215, 190),
     "muscle": (190, 80, 80),

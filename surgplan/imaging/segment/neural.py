@@ -21,10 +21,22 @@ border, under the pedicle through the upper foramen, then anterolaterally and
 caudally at 51° to the disc plane, with the diameter of its level (3.5 mm at L1
 → 5.6 mm at L5) and the dorsal root ganglion's swelling in the foramen (MRI
 n = 67; Torun 2008; Silverstein 2015; ANATOMY.md / DOMAIN.md).
+
+*Neural foramina.*  A space, not a no-go structure: it holds the exiting root
+and fat, and a transforaminal tool passes through it.  Between two vertebrae on
+each side (``foramen L4-L5 left``, where ``nerve root L4 left`` exits) it is the
+soft tissue bounded above by the upper vertebra's pedicle, below by the lower
+one's, in front by the disc and the bodies' posterior wall, behind by the first
+bone met going back (the facet joint: the lower vertebra's superior articular
+process, and above it the upper one's inferior articular process), medially by
+the line of the pedicles' medial walls (the canal) and laterally by the line of
+their lateral walls.  Every bound is a segmented wall, so it is ``segmented``
+unless a wall had to fall back on average sizes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -35,7 +47,7 @@ from scipy.spatial import cKDTree
 from surgplan.imaging.segment.grid import WorkGrid
 from surgplan.imaging.segment.parts import SIDE_SIGN, ArchGeometry
 from surgplan.imaging.segment.spine_curve import SpineCurve
-from surgplan.imaging.structures import SIDES, VERTEBRA_ORDER, root_name
+from surgplan.imaging.structures import SIDES, VERTEBRA_ORDER, foramen_name, root_name
 
 #: Smoothed HU of CSF / neural tissue (CSF 0–15, roots ≈ 30) against epidural
 #: fat (−120 to −50): the midpoint, with room for partial volume.
@@ -70,6 +82,15 @@ ROOT_SOURCE = ("modelled from the segmented pedicle and canal: leaves the dural 
                "pedicle through the upper foramen, then anterolaterally and caudally at 51° to "
                "the disc plane; diameter {d:.1f} mm (ANATOMY.md: MRI n=67, Torun 2008, "
                "Silverstein 2015)")
+#: Step (mm) of the local grid the foramen is traced on (rays run along its AP axis).
+FORAMEN_STEP_MM = 0.5
+#: How far (mm) in front of the bodies' posterior wall line the foramen may reach:
+#: beside the body, where no bone or disc bounds it, the wall line does.
+FORAMEN_FRONT_SLACK_MM = 1.0
+FORAMEN_SOURCE = ("the space between the pedicles of {upper} and {lower}, in front bounded by "
+                  "the disc and the bodies' posterior wall, behind by the facet joint, medially "
+                  "and laterally by the lines of the pedicles' medial and lateral walls; it "
+                  "holds nerve root {upper} {side} and fat (a space, not a structure to avoid)")
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,8 @@ class NeuralResult:
         ``name → bool mask`` of each root.
     root_models : dict
         ``name → RootModel``.
+    foramina : dict
+        ``name → (bool mask, provenance, notes)`` of each neural foramen.
     """
 
     canal: np.ndarray
@@ -120,18 +143,23 @@ class NeuralResult:
     sac_notes: str
     roots: Dict[str, np.ndarray]
     root_models: Dict[str, RootModel]
+    foramina: Dict[str, Tuple[np.ndarray, str, str]] = dataclasses.field(default_factory=dict)
 
     def labels(self) -> List[Tuple[str, np.ndarray, str, str]]:
         """``(name, mask, provenance, notes)`` to paint in this order (inner last wins).
 
         The sac is ``segmented`` when most of its length was seen on the image,
-        else ``modelled``; its notes say where it was modelled.  Roots are always
-        ``modelled`` and their notes give the model and its sources.
+        else ``modelled``; its notes say where it was modelled.  The foramina come
+        before the roots, so that a root wins the voxels it shares with its
+        foramen.  Roots are always ``modelled`` and their notes give the model and
+        its sources.
         """
         out = []
         if self.sac.any():
             prov = "segmented" if self.sac_modelled_share < 0.5 else "modelled"
             out.append(("dural sac", self.sac, prov, self.sac_notes))
+        for name, (m, prov, note) in self.foramina.items():
+            out.append((name, m, prov, note))
         for name, m in self.roots.items():
             d = self.root_models[name].diameter_mm
             out.append((name, m, "modelled", ROOT_SOURCE.format(d=d)))
@@ -406,7 +434,141 @@ def model_neural(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
             if m.any():
                 roots[rm.name] = m
                 models[rm.name] = rm
-    return NeuralResult(canal, sac, share, notes, roots, models)
+    foramina = {}
+    for upper, lower in adjacent_pairs(arches):
+        gu, gl = arches[upper], arches[lower]
+        measured = set(gu.measured) & set(gl.measured)
+        for side in SIDES:
+            m = foramen_mask(gu, gl, side, grid, shape, taken > 0) & ~canal & ~sac
+            if not m.any():
+                continue
+            walls = {f"pedicle {side} wall", f"pedicle {side} height", f"pedicle {side} width"}
+            prov = "segmented" if walls <= measured and "canal walls" in measured else "modelled"
+            note = FORAMEN_SOURCE.format(upper=upper, lower=lower, side=side)
+            if prov == "modelled":
+                note += ("; modelled in part: a pedicle wall of one of them was not found, "
+                         "so average lumbar sizes (ANATOMY.md) bound it there")
+            foramina[foramen_name(upper, lower, side)] = (m, prov, note)
+    return NeuralResult(canal, sac, share, notes, roots, models, foramina)
+
+
+def adjacent_pairs(arches: Dict[str, object]) -> List[Tuple[str, str]]:
+    """``(upper, lower)`` names of the consecutive vertebrae both in ``arches``, cranial first."""
+    names = sorted((n for n in arches if n in VERTEBRA_ORDER), key=VERTEBRA_ORDER.index)
+    out = []
+    for a, b in zip(names[:-1], names[1:]):
+        ia, ib = VERTEBRA_ORDER.index(a), VERTEBRA_ORDER.index(b)
+        # L5 → S1 directly when there is no L6; L6 → S1 when there is
+        if ib == ia + 1 or (a == "L5" and b == "S1"):
+            out.append((a, b))
+    return out
+
+
+def _mean_frame(gu: ArchGeometry, gl: ArchGeometry):
+    """Origin and (lr, ap, si) unit axes halfway between two vertebra frames."""
+    fu, fl = gu.frame, gl.frame
+    si = fu.si + fl.si
+    si = si / np.linalg.norm(si)
+    ap = fu.ap + fl.ap
+    ap = ap - (ap @ si) * si
+    ap = ap / np.linalg.norm(ap)
+    return 0.5 * (fu.origin_lps + fl.origin_lps), np.cross(ap, si), ap, si
+
+
+def foramen_mask(upper: ArchGeometry, lower: ArchGeometry, side: str, grid, shape: tuple,
+                 blocked: np.ndarray) -> np.ndarray:
+    """The neural foramen between two measured vertebrae on ``side``, on ``grid``.
+
+    Parameters
+    ----------
+    upper, lower : ArchGeometry
+        The vertebra above and below (their frames, pedicle bands and walls).
+    side : {'left', 'right'}
+    grid
+        Any grid with ``index_to_lps`` / ``lps_to_index`` on (z, y, x) array
+        indices (a :class:`WorkGrid`, or the input volume's grid).
+    shape : tuple
+        Array shape on ``grid``.
+    blocked : numpy.ndarray
+        bool on ``grid``: bone and disc (what the foramen cannot hold).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool on ``grid``.
+
+    Notes
+    -----
+    The bounds are taken pointwise in both vertebrae's frames and blended by the
+    point's place between the two pedicles (0 under the upper one, 1 over the
+    lower one), so that a lordotic or tilted segment gets a slanted foramen.
+    Behind, the foramen ends at the first bone met going back from its front
+    along the segment's AP axis, and never behind the laminar arch's front wall.
+    """
+    s = SIDE_SIGN[side]
+    out = np.zeros(shape, bool)
+    o, lr, ap, si = _mean_frame(upper, lower)
+    axes = np.stack([lr, ap, si])
+    ends = [g.frame.origin_lps for g in (upper, lower)]
+    w_ends = [(e - o) @ si for e in ends]
+    u_max = max(g.pedicle_outer_mm[side] for g in (upper, lower)) + 4.0
+    v_lo = min(g.body_back_mm for g in (upper, lower)) - 8.0
+    v_hi = max(g.canal_back_mm for g in (upper, lower)) + 2.0
+    step = FORAMEN_STEP_MM
+    us = np.arange(0.0, u_max, step) * s
+    vs = np.arange(v_lo, v_hi, step)
+    ws = np.arange(min(w_ends) - 2.0, max(w_ends) + 2.0, step)
+    U, V, W = np.meshgrid(us, vs, ws, indexing="ij")
+    pts = o + U[..., None] * lr + V[..., None] * ap + W[..., None] * si
+
+    def local(g):
+        d = pts - g.frame.origin_lps
+        return d @ g.frame.lr, d @ g.frame.ap, d @ g.frame.si
+
+    uu, vu, wu = local(upper)
+    ul, vl, wl = local(lower)
+    below_upper = upper.pedicle_band_mm[side][0] - wu
+    above_lower = wl - lower.pedicle_band_mm[side][1]
+    between = (below_upper > 0) & (above_lower > 0)
+    f = np.clip(below_upper / np.maximum(below_upper + above_lower, 1e-6), 0.0, 1.0)
+    blend = lambda a, b: (1.0 - f) * a + f * b  # noqa: E731
+    u_b, v_b = s * blend(uu, ul), blend(vu, vl)
+    medial = blend(upper.canal_half_mm[side], lower.canal_half_mm[side])
+    lateral = blend(upper.pedicle_outer_mm[side], lower.pedicle_outer_mm[side])
+    front = blend(upper.body_back_mm, lower.body_back_mm) - FORAMEN_FRONT_SLACK_MM
+    back = blend(upper.canal_back_mm, lower.canal_back_mm)
+    inside = between & (u_b >= medial) & (u_b <= lateral) & (v_b >= front)
+    idx = grid.lps_to_index(pts.reshape(-1, 3)).T
+    solid = ndi.map_coordinates(blocked.astype(np.uint8), idx, order=0, mode="constant",
+                                cval=0).reshape(U.shape) > 0
+    free = inside & ~solid
+    # along each AP ray (axis 1): from the first free point, everything up to the first
+    # bone behind it; a disc bulging behind the wall line does not end the ray
+    started = np.cumsum(free, axis=1) > 0
+    ended = np.cumsum(solid & started, axis=1) > 0
+    local_mask = free & ~ended & (v_b <= back)
+    if not local_mask.any():
+        return out
+    # back onto the grid: every voxel of the box, looked up in the local grid
+    hit = pts[local_mask]
+    lo = np.floor(grid.lps_to_index(hit).min(0)).astype(int) - 1
+    hi = np.ceil(grid.lps_to_index(hit).max(0)).astype(int) + 2
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, np.array(shape))
+    if np.any(hi <= lo):
+        return out
+    zz, yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    zyx = np.stack([zz.ravel(), yy.ravel(), xx.ravel()], axis=1)
+    loc = (grid.index_to_lps(zyx) - o) @ axes.T
+    iu = np.rint(loc[:, 0] / (s * step)).astype(int)
+    iv = np.rint((loc[:, 1] - v_lo) / step).astype(int)
+    iw = np.rint((loc[:, 2] - ws[0]) / step).astype(int)
+    ok = ((iu >= 0) & (iu < len(us)) & (iv >= 0) & (iv < len(vs))
+          & (iw >= 0) & (iw < len(ws)))
+    sel = np.zeros(len(zyx), bool)
+    sel[ok] = local_mask[iu[ok], iv[ok], iw[ok]]
+    out[tuple(zyx[sel].T)] = True
+    return out
 
 
 def _sac_half_width(sac: np.ndarray, grid: WorkGrid, curve: SpineCurve, centres: np.ndarray,
