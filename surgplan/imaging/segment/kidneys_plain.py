@@ -35,6 +35,8 @@ PARENCHYMA_HU = (-5.0, 37.0)
 #: sinus, atrophy) survives only the smaller.
 OPEN_MM = (5.0, 3.5)
 KIDNEY_ML = (40.0, 600.0)
+#: A section whose centre lies this far (mm) behind the median section's is back muscle.
+TAIL_MM = 12.0
 #: Parenchyma reads no more than this above the median of the kidney first found (HU).
 OWN_HU = 15.0
 #: Lateral offset of the kidney's centre from the spine's midline (mm).
@@ -112,12 +114,38 @@ def plain_kidneys(hu_s: np.ndarray, spacing_mm: float, body: np.ndarray, free: n
                 sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(tight.astype(np.uint8)),
                                                 [1] * 3), [r] * 3)) > 0
             m2 = _pick(again & ndi.binary_dilation(m, iterations=1), a_u, s, [side]).get(side)
-            out[side] = _finish(m if m2 is None else m2, hu, body[sl] & free[sl] & region, r,
-                                hu_s.shape, sl, s)
+            m = _drop_back_tail(m if m2 is None else m2, a_v, cv)
+            out[side] = _finish(m, hu, body[sl] & free[sl] & region, r, hu_s.shape, sl, s)
             todo.remove(side)
         if not todo:
             break
     return out
+
+
+def _drop_back_tail(m: np.ndarray, a_v: np.ndarray, cv: np.ndarray) -> np.ndarray:
+    """Drop the slices whose section lies far behind the kidney's usual depth.
+
+    The kidney lies on the psoas and quadratus lumborum, its sections' centres ≈ 2 cm in
+    front of the canal; where parenchyma-density muscle (a fatty quadratus lumborum)
+    touches a pole, the piece runs on behind it.  Sections whose centre lies more than
+    :data:`TAIL_MM` behind the median section's are that muscle; what remains is the
+    largest connected piece.
+    """
+    nz = m.shape[0]
+    depth = np.full(nz, np.nan)
+    for k in np.nonzero(m.reshape(nz, -1).any(1))[0]:
+        depth[k] = float(a_v[k][m[k]].mean() - cv[k, 0, 0])
+    ok = np.isfinite(depth)
+    if ok.sum() < 3:
+        return m
+    back = ok & (depth > np.nanmedian(depth) + TAIL_MM)
+    if not back.any():
+        return m
+    m = m & ~back[:, None, None]
+    lab, n = ndi.label(m)
+    if n > 1:
+        m = lab == int(np.argmax(np.bincount(lab.ravel())[1:])) + 1
+    return m
 
 
 def _pick(cand: np.ndarray, a_u: np.ndarray, s: float, sides: list) -> dict:

@@ -12,9 +12,10 @@ the thoracolumbar fascia stop it.
 
 *Bowel*: gas pockets inside the abdomen (not the lungs, which reach behind the
 spine) with the bowel contents and wall around them (soft tissue and fluid, not
-fat), closed into loops.  Where no gas is seen the region is modelled: the
-peritoneal cavity in front of the retroperitoneum (anterior to the psoas and the
-vertebral bodies) and inside the abdominal wall.
+fat), closed into loops; and the loops without gas: what is not fat, in pieces
+thicker than a mesenteric vessel, inside the peritoneal cavity (inside the
+abdominal wall, in front of the retroperitoneum: the psoas, vessels, kidneys and
+spine).  Where neither is seen the region is modelled as that cavity.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ GAS_HU = -400.0
 #: The abdominal wall (skin, fat, muscle) is at least this thick in front and at the
 #: flanks (mm); the peritoneal cavity lies deeper.
 WALL_MM = 20.0
+#: Tissue that is not fat, reached from the wall depth through tissue that is not fat within
+#: this distance (mm), is abdominal wall (the lateral muscles are ≈ 10–15 mm thick).
+WALL_PEEL_MM = 15.0
+#: A piece of tissue in the cavity this large and dense is the liver or spleen (unenhanced
+#: ≈ 50–60 HU, more with contrast), not bowel (contents ≈ 0–40 HU, wall ≈ 45).
+SOLID_ORGAN_ML, SOLID_ORGAN_HU = 150.0, 50.0
 
 
 def surface_depth_mm(body: np.ndarray, spacing_mm: float) -> np.ndarray:
@@ -96,7 +103,7 @@ class BowelRegion:
 
 def bowel_region(hu_s: np.ndarray, body: np.ndarray, depth: np.ndarray, scout: WorkGrid,
                  curve_lps: np.ndarray, canal_lps: np.ndarray, retro: Optional[np.ndarray],
-                 z_range_mm: tuple) -> BowelRegion:
+                 z_range_mm: tuple, subcut: Optional[np.ndarray] = None) -> BowelRegion:
     """Bowel and its contents, or a modelled peritoneal region where no gas shows.
 
     Parameters
@@ -113,7 +120,10 @@ def bowel_region(hu_s: np.ndarray, body: np.ndarray, depth: np.ndarray, scout: W
         Retroperitoneal structures already found on the scout grid (bone, psoas,
         kidneys, vessels): the region lies in front of them and never in them.
     z_range_mm : (float, float)
-        LPS z range (mm) of the lumbar spine; the modelled region spans it.
+        LPS z range (mm) of the lumbar spine; the loops without gas and the modelled
+        region are looked for there.
+    subcut : numpy.ndarray of bool, optional
+        Subcutaneous fat on the scout grid: the abdominal wall's muscles lie under it.
     """
     s = scout.spacing_mm
     nz = hu_s.shape[0]
@@ -135,6 +145,20 @@ def bowel_region(hu_s: np.ndarray, body: np.ndarray, depth: np.ndarray, scout: W
         gas &= sizes[lab] * s**3 >= 2.0 * s**3
     gas_ml = float(np.count_nonzero(gas)) * s**3 / 1000.0
     front = y[None, :, None] < cy[:, None, None] + 10.0
+    # the peritoneal cavity at the lumbar levels: inside the abdominal wall and in front of
+    # the retroperitoneum (the psoas, vessels, kidneys and spine, with their fat)
+    zlo, zhi = z_range_mm
+    levels = (z >= zlo) & (z <= zhi)
+    ahead = y[None, :, None] < cy[:, None, None] - 5.0
+    cavity = body & deep & ahead & levels[:, None, None]
+    if retro is not None:
+        ret = retro & levels[:, None, None]
+        first = np.where(ret.any(axis=1), ret.argmax(axis=1), hu_s.shape[1])
+        jj = np.arange(hu_s.shape[1])[None, :, None]
+        cavity &= jj < first[:, None, :] - max(1, int(round(5.0 / s)))
+        cavity &= ~retro
+    loops = np.zeros(body.shape, bool)
+    notes = []
     if gas_ml >= 5.0:
         r = max(1, int(round(8.0 / s)))
         near = ndi.binary_dilation(gas, iterations=r)
@@ -147,23 +171,43 @@ def bowel_region(hu_s: np.ndarray, body: np.ndarray, depth: np.ndarray, scout: W
         # the loops are the pieces that hold gas: drop islands of soft tissue alone
         lab, n = ndi.label(m)
         hit = np.unique(lab[gas & m])
-        m = np.isin(lab, hit[hit > 0])
-        return BowelRegion(m, "segmented", f"gas pockets ({gas_ml:.0f} ml) and the bowel "
-                           "contents and wall around them", gas_ml)
-    # modelled: the peritoneal cavity at the lumbar levels, in front of the retroperitoneum
-    zlo, zhi = z_range_mm
-    levels = (z >= zlo) & (z <= zhi)
-    ahead = y[None, :, None] < cy[:, None, None] - 5.0
-    m = body & deep & ahead & levels[:, None, None]
-    if retro is not None:
-        # anterior to whatever retroperitoneal structure lies behind in the same column
-        ret = retro & levels[:, None, None]
-        first = np.where(ret.any(axis=1), ret.argmax(axis=1), hu_s.shape[1])
-        jj = np.arange(hu_s.shape[1])[None, :, None]
-        m &= jj < first[:, None, :] - max(1, int(round(5.0 / s)))
-        m &= ~retro
-    return BowelRegion(m, "modelled", "no bowel gas was seen: modelled as the peritoneal "
-                       f"cavity in front of the psoas and the vertebral bodies, deeper than "
-                       f"{WALL_MM:.0f} mm under the skin (ANATOMY.md: bowel anterolateral to "
+        loops |= np.isin(lab, hit[hit > 0])
+        notes.append(f"gas pockets ({gas_ml:.0f} ml) and the bowel contents and wall around them")
+    # loops filled with fluid or soft tissue and no gas: what is not fat in the cavity, in
+    # pieces thicker than the mesenteric vessels (≥ ≈ 8 mm)
+    # the abdominal wall's muscles are not fat either: peel them off from outside, through
+    # tissue that is not fat, up to :data:`WALL_PEEL_MM` beyond the wall depth (a loop lying on
+    # the wall loses that much of its outer side, not more)
+    ks = np.nonzero(levels)[0]
+    fluid = np.zeros(body.shape, bool)
+    if len(ks):
+        zs = slice(int(ks.min()), int(ks.max()) + 1)
+        nonfat = (hu_s[zs] > FAT_HU) & (hu_s[zs] < 150.0) & body[zs]
+        wall = nonfat & (depth[zs] <= WALL_MM)
+        if subcut is not None:  # the muscles under the subcutaneous fat, however deep it is
+            wall |= nonfat & ndi.binary_dilation(subcut[zs], structure=IN_SLICE)
+        wall = ndi.binary_dilation(wall, structure=IN_SLICE, mask=nonfat,
+                                   iterations=max(1, int(round(WALL_PEEL_MM / s))))
+        fluid[zs] = cavity[zs] & nonfat & ~wall & ~loops[zs]
+        fluid[zs] = ndi.binary_opening(fluid[zs], structure=IN_SLICE,
+                                       iterations=max(1, int(round(4.0 / s))))
+        # the liver and spleen are solid organs, denser than bowel contents: not bowel
+        lab, n = ndi.label(fluid[zs])
+        if n:
+            idx = np.arange(1, n + 1)
+            size_ml = ndi.sum_labels(np.ones(lab.shape, np.float32), lab, idx) * s**3 / 1000.0
+            med = ndi.median(hu_s[zs], lab, idx)
+            solid = idx[(size_ml >= SOLID_ORGAN_ML) & (np.asarray(med) >= SOLID_ORGAN_HU)]
+            fluid[zs] &= ~np.isin(lab, solid)
+    fluid_ml = float(np.count_nonzero(fluid)) * s**3 / 1000.0
+    if fluid_ml >= 5.0:
+        loops |= fluid
+        notes.append(f"loops without gas ({fluid_ml:.0f} ml of fluid or soft tissue in the "
+                     "peritoneal cavity, in front of the retroperitoneal fat and psoas)")
+    if loops.any():
+        return BowelRegion(loops, "segmented", "; ".join(notes), gas_ml)
+    return BowelRegion(cavity, "modelled", "no bowel gas or loop was seen: modelled as the "
+                       f"peritoneal cavity in front of the psoas and the vertebral bodies, deeper "
+                       f"than {WALL_MM:.0f} mm under the skin (ANATOMY.md: bowel anterolateral to "
                        "psoas)",
                        gas_ml)

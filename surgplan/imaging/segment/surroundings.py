@@ -612,7 +612,7 @@ def segment_surroundings(ctx: SpineContext, cancel: Optional[CancelToken] = None
     else:
         zr = (float(ctx.curve.points_lps[:, 2].min()), float(ctx.curve.points_lps[:, 2].max()))
     bw = bowel_region(ctx.scout_hu, ctx.scout_body, depth, ctx.scout, ctx.curve.points_lps,
-                      ctx.curve.canal_lps, retro, zr)
+                      ctx.curve.canal_lps, retro, zr, sub)
     if bw.mask.any():
         res.scout["bowel"] = (bw.mask, bw.provenance, bw.notes)
     else:
