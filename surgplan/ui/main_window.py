@@ -388,6 +388,7 @@ class MainWindow(QMainWindow):
 
     @property
     def _queue(self) -> list:
+        """Derived jobs waiting for the running one (the same list as ``jobs.queue``)."""
         return self.jobs.queue
 
     @property
