@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage as ndi
 
 from surgplan.cli import main
 from surgplan.core.errors import OperationCancelled, SegmentationError
@@ -98,6 +99,37 @@ def test_phantom_roots_found_in_the_foramina(segmented, small_phantom, small_pha
             assert np.nanmedian(d) <= 2.0, (name, np.nanmedian(d))
             assert dice(segmented.mask(name), small_phantom_truth.mask(name)) >= 0.55, name
     assert segmented.structure("nerve root L4 left").provisional is False
+
+
+def test_phantom_skin_and_body_for_the_planner(segmented, small_phantom_truth):
+    """The planner's entries and depths need the skin: the patient outline of the MR."""
+    ours = (segmented.vertebrae > 0) | (segmented.structures > 0)
+    truth = (small_phantom_truth.vertebrae > 0) | (small_phantom_truth.structures > 0)
+    assert dice(ours, truth) >= 0.97
+    skin = segmented.mask("skin")
+    assert segmented.structure("skin").kind == "skin" and segmented.structure("body").kind == "body"
+    # a shell: nearly all of it within 4 mm of the truth's surface
+    surface = truth & ~ndi.binary_erosion(truth, iterations=3)
+    assert np.count_nonzero(skin & surface) >= 0.9 * np.count_nonzero(skin)
+
+
+def test_no_skin_where_the_field_cuts_the_body(phantom_mr):
+    """A sagittal MR is often narrower than the patient: its cut sides are not skin."""
+    i0, i1 = phantom_mr.array.shape[2] // 2 - 30, phantom_mr.array.shape[2] // 2 + 30
+    aff = phantom_mr.ijk_to_lps.copy()
+    aff[:3, 3] = aff[:3, :3] @ np.array([i0, 0.0, 0.0]) + aff[:3, 3]
+    narrow = Volume(np.ascontiguousarray(phantom_mr.array[:, :, i0:i1]), aff,
+                    metadata=phantom_mr.metadata)
+    a = segment_mr(narrow)
+    skin = a.mask("skin")
+    inside = (a.vertebrae > 0) | (a.structures > 0)
+    assert skin.any()  # the back and the belly still show theirs
+    faces = [f for f in (0, 1, -2, -1) if inside[:, :, f].any()]
+    assert len(faces) >= 3
+    for face in faces:
+        # on a cut face only the ring where the real surface crosses it is skin,
+        # never the face itself (≈ 8 % here; a face drawn as skin would be 100 %)
+        assert np.count_nonzero(skin[:, :, face]) < 0.2 * np.count_nonzero(inside[:, :, face])
 
 
 def test_axial_4mm_stack_is_segmented_and_named(phantom_mr, small_phantom_truth):

@@ -133,6 +133,8 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
         return empty("a CSF column was seen but no vertebral bodies in front of it: the field "
                      "may cut the spine; nothing segmented")
     # --- crop the grid around the spine (the rest only costs time) ----------------------
+    # the skin and the body are labelled on the whole field (the planner needs the skin)
+    surface = (grid, surface_layers(outline, sp))
     img, grid, track, outline = _crop(img, grid, track, outline, curve)
     marrow = ms.marrow_level(img, track, sp)
     check(cancel)
@@ -174,7 +176,7 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     check(cancel)
     report(0.9, "mapping labels to the image grid")
     anatomy = _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac,
-                        neural, findings)
+                        neural, surface, findings)
     check(cancel)
     report(1.0, "done")
     return anatomy
@@ -269,7 +271,7 @@ def _names(segs, discs, rudimentary, track, grid, field_lo, bodies) -> tuple:
 
 
 def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac, neural,
-              findings):
+              surface, findings):
     """Label maps on the input grid and the Structure records."""
     aff = volume.ijk_to_lps
     shape = volume.array.shape
@@ -310,6 +312,17 @@ def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks,
         root_values.append((name, value))
     vert_in = grid.labels_onto(vert_map, image)
     struct_in = grid.labels_onto(struct_map, image)
+    layers = surface[0].labels_onto(surface[1], image)
+    free = (struct_in == 0) & (vert_in == 0)
+    skin_value = body_value = 0
+    if np.any(free & (layers == 1)):
+        value += 1
+        skin_value = value
+        struct_in[free & (layers == 1)] = value
+    if np.any(free & (layers == 2)):
+        value += 1
+        body_value = value
+        struct_in[free & (layers == 2)] = value
 
     def centroid(m):
         return aff[:3, :3] @ np.argwhere(m).mean(0)[::-1] + aff[:3, 3] if m.any() else None
@@ -359,6 +372,17 @@ def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks,
         items.append(Structure(name, v, "structures", kind_of(name), prov,
                                prov_of.get(level_of(name), False), neural.root_notes[name],
                                centroid(m)))
+    if skin_value:
+        items.append(Structure("skin", skin_value, "structures", "skin", "segmented", False,
+                               f"outer {SKIN_MM:.0f} mm of the patient outline (signal above "
+                               "half Otsu's threshold, holes filled); not where the field of "
+                               "view cuts the body", centroid(struct_in == skin_value)))
+    else:
+        findings.append("no skin: the patient outline does not end inside the field of view")
+    if body_value:
+        items.append(Structure("body", body_value, "structures", "body", "segmented", False,
+                               "inside the patient outline, not otherwise labelled",
+                               centroid(struct_in == body_value)))
     if order:
         findings.insert(0, f"found {len(order)} vertebral bodies: "
                            + ", ".join(names[n - 1] for n in order))
@@ -377,6 +401,29 @@ def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks,
                         "(the image does not show them: thick or distant sagittal slices, or "
                         "no fat around the root)")
     return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings))
+
+
+#: Thickness of the skin shell (mm), as on CT: epidermis and dermis are 1.5–3 mm on the trunk.
+SKIN_MM = 2.0
+
+
+def surface_layers(outline: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """1 on the skin (outer :data:`SKIN_MM` of the outline, in-slice), 2 inside it, 0 outside.
+
+    Holes are filled slice by slice (air in the lungs and bowel gas reach the
+    field's edge in 3D).  Where the outline meets the field's edge the body goes
+    on beyond it: those sides are padded as inside, so no skin is drawn along a
+    cut.  ``outline`` is on the LPS-aligned work grid (``[z, y, x]``).
+    """
+    out = np.zeros(outline.shape, np.uint8)
+    for k in range(outline.shape[0]):
+        sl = ndi.binary_fill_holes(outline[k])
+        if not sl.any():
+            continue
+        d = ndi.distance_transform_edt(np.pad(sl, 1, mode="edge"), sampling=spacing_mm)[1:-1, 1:-1]
+        out[k][sl] = 2
+        out[k][sl & (d <= SKIN_MM)] = 1
+    return out
 
 
 def _known(name: str) -> bool:
