@@ -281,6 +281,15 @@ def test_real_sagittal_mr_bodies_and_names(shared_data, case):
         scores.append(dice(a.vertebrae == label, r))
     assert min(scores) >= 0.70, (case, np.round(scores, 3))
     assert np.mean(scores) >= 0.80, (case, np.round(scores, 3))  # the target
+    # canal and roots: behind the bodies, each root said to be found or modelled
+    canal = a.mask("spinal canal") | a.mask("dural sac")
+    assert canal.any() and not np.any(canal & (a.vertebrae > 0))
+    for level in ("L1", "L2", "L3", "L4", "L5"):
+        for side in ("left", "right"):
+            s = a.structure(f"nerve root {level} {side}")
+            assert s.provenance in ("segmented", "modelled")
+            assert ("segmented in the foramen" in s.notes) == (s.provenance == "segmented")
+    assert a.structure("skin").kind == "skin"
 
 
 def load_real_mr(folder, case):
