@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
-from scipy.spatial import Delaunay
+from scipy.spatial import ConvexHull, QhullError
 
 
 #: Unenhanced parenchyma (HU, smoothed with σ ≈ 1.5 mm): ≈ 30, noise and partial volume
@@ -53,7 +53,12 @@ def _hull_per_slice(m: np.ndarray, closed: np.ndarray) -> np.ndarray:
             continue
         lo, hi = yx.min(0), yx.max(0) + 1
         yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
-        inside = Delaunay(yx).find_simplex(np.stack([yy.ravel(), xx.ravel()], 1)) >= 0
+        try:
+            eq = ConvexHull(yx).equations  # inside: n·p + d ≤ 0 for every facet
+        except QhullError:
+            continue
+        pts = np.stack([yy.ravel(), xx.ravel()], 1).astype(float)
+        inside = np.all(pts @ eq[:, :2].T + eq[:, 2] <= 1e-6, axis=1)
         if np.count_nonzero(inside) <= 1.35 * len(yx):
             out[k, lo[0]:hi[0], lo[1]:hi[1]] |= inside.reshape(yy.shape)
     return out
@@ -109,10 +114,13 @@ def plain_kidneys(hu_s: np.ndarray, spacing_mm: float, body: np.ndarray, free: n
             # liver's and muscles' edges read a little lower than their bulk and may bridge
             # to it; parenchyma reads within ≈ 15 HU of its median
             own = float(np.median(hu[m]))
-            tight = cand & (hu <= own + OWN_HU)
-            again = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
-                sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(tight.astype(np.uint8)),
-                                                [1] * 3), [r] * 3)) > 0
+            idx = np.nonzero(m)
+            box = tuple(slice(max(int(v.min()) - r - 2, 0), int(v.max()) + r + 3) for v in idx)
+            tight = (cand[box] & (hu[box] <= own + OWN_HU)).astype(np.uint8)
+            again = np.zeros_like(m)
+            again[box] = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
+                sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(tight), [1] * 3),
+                [r] * 3)) > 0
             m2 = _pick(again & ndi.binary_dilation(m, iterations=1), a_u, s, [side]).get(side)
             m = _drop_back_tail(m if m2 is None else m2, a_v, cv)
             out[side] = _finish(m, hu, body[sl] & free[sl] & region, r, hu_s.shape, sl, s)
@@ -157,20 +165,14 @@ def _pick(cand: np.ndarray, a_u: np.ndarray, s: float, sides: list) -> dict:
     vox_ml = s ** 3 / 1000.0
     sizes = np.bincount(lab.ravel(), minlength=n + 1) * vox_ml
     sum_u = np.bincount(lab.ravel(), weights=a_u.ravel(), minlength=n + 1)
+    ml = sizes[1:]
+    u = sum_u[1:] / np.maximum(ml / vox_ml, 1.0)
+    fits = (ml >= KIDNEY_ML[0]) & (ml <= KIDNEY_ML[1])
     for side in sides:
         sgn = 1.0 if side == "left" else -1.0
-        best, best_ml = 0, 0.0
-        for i in range(1, n + 1):
-            ml = sizes[i]
-            if not (KIDNEY_ML[0] <= ml <= KIDNEY_ML[1]):
-                continue
-            u = sgn * sum_u[i] / (ml / vox_ml)
-            if not (CENTRE_U_MM[0] <= u <= CENTRE_U_MM[1]):
-                continue
-            if ml > best_ml:
-                best, best_ml = i, ml
-        if best:
-            out[side] = lab == best
+        ok = fits & (sgn * u >= CENTRE_U_MM[0]) & (sgn * u <= CENTRE_U_MM[1])
+        if ok.any():
+            out[side] = lab == int(np.argmax(np.where(ok, ml, -1.0))) + 1
     return out
 
 
@@ -191,8 +193,10 @@ def _finish(m: np.ndarray, hu: np.ndarray, ok: np.ndarray, r: int, shape: tuple,
     m = _hull_per_slice(m, closed | m) & ok
     # the opening shaved the surface: grow back to half-way between parenchyma and fat
     half = 0.5 * (float(np.median(hu[m])) + -95.0)
-    for _ in range(r + 1):
-        m |= ndi.binary_dilation(m) & (hu >= half) & (hu <= PARENCHYMA_HU[1] + 10.0) & ok
+    idx = np.nonzero(m)
+    box = tuple(slice(max(int(v.min()) - r - 2, 0), int(v.max()) + r + 3) for v in idx)
+    grow = (hu[box] >= half) & (hu[box] <= PARENCHYMA_HU[1] + 10.0) & ok[box]
+    m[box] = ndi.binary_dilation(m[box], mask=grow | m[box], iterations=r + 1)
     full = np.zeros(shape, bool)
     full[sl] = m
     return full

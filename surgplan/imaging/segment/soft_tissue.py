@@ -196,8 +196,8 @@ def bowel_region(hu_s: np.ndarray, body: np.ndarray, depth: np.ndarray, scout: W
         if n:
             idx = np.arange(1, n + 1)
             size_ml = ndi.sum_labels(np.ones(lab.shape, np.float32), lab, idx) * s**3 / 1000.0
-            med = ndi.median(hu_s[zs], lab, idx)
-            solid = idx[(size_ml >= SOLID_ORGAN_ML) & (np.asarray(med) >= SOLID_ORGAN_HU)]
+            mean = ndi.mean(hu_s[zs], lab, idx)
+            solid = idx[(size_ml >= SOLID_ORGAN_ML) & (np.asarray(mean) >= SOLID_ORGAN_HU)]
             fluid[zs] &= ~np.isin(lab, solid)
     fluid_ml = float(np.count_nonzero(fluid)) * s**3 / 1000.0
     if fluid_ml >= 5.0:
