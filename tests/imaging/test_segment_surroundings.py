@@ -182,7 +182,7 @@ def test_unenhanced_vessel_is_found_where_the_image_shows_it_not_where_modelled(
     from surgplan.imaging.segment.vessels_plain import plain_vessels
 
     hu, grid, bone, body, model, tube = _tube_volume(12.0)
-    found, cover, _ = plain_vessels(hu, grid, bone, body, {"aorta": model})
+    found, cover = plain_vessels(hu, grid, bone, body, {"aorta": model})
     assert cover["aorta"] > 0.9
     assert dice(found["aorta"], np.broadcast_to(tube, hu.shape)) > 0.85
     assert dice(found["aorta"], model) < 0.5
@@ -193,7 +193,7 @@ def test_unenhanced_vessel_not_in_the_image_is_not_invented():
 
     hu, grid, bone, body, model, tube = _tube_volume(0.0)
     hu[:, tube] = -95.0  # only fat where the model puts the vessel
-    found, cover, _ = plain_vessels(hu, grid, bone, body, {"aorta": model})
+    found, cover = plain_vessels(hu, grid, bone, body, {"aorta": model})
     assert cover["aorta"] < 0.5 and not found["aorta"].any()
 
 

@@ -301,7 +301,7 @@ def segment_vessels(hu_s: np.ndarray, grid: WorkGrid, frames: SliceFrames, taken
         seen, cover = {}, {}
         if unenhanced and model:
             # without contrast the vessels are blood-density tubes in the retroperitoneal fat
-            seen, cover, _ = plain_vessels(hu_s, grid, taken, body,
+            seen, cover = plain_vessels(hu_s, grid, taken, body,
                                            {n: model[n] for n in missing if n in model})
         followed, left = [], []
         for n in missing:

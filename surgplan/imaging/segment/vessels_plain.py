@@ -9,8 +9,9 @@ on each axial slice of the working grid and for each vessel:
 
 1. *Circle search.*  Every centre and radius in the vessel's range is scored by the
    fraction of a disk that holds blood density times the fraction of the 3 mm ring
-   around it that does not (fat, bone, a calcified wall).  The disk sums are FFT
-   convolutions over the box the vessels can occupy, shared by all vessels.
+   around it that does not (fat, bone, a calcified wall; partial-volume voxels count
+   in proportion).  The disk sums are FFT convolutions over the box the vessel can
+   occupy.
 2. *Expected region.*  Only centres within a few centimetres of where the vessel is
    modelled from the vertebral bodies (:func:`vessels.modelled_vessels`, the figures
    of ``ANATOMY.md``) are candidates; the model says where to look, the image where
@@ -24,8 +25,8 @@ on each axial slice of the working grid and for each vessel:
 
 The aortic bifurcation and the IVC confluence are where both common iliac sections
 are found apart from each other: above them the trunk, below them the branches.
-A vessel followed over less than half of its modelled length is left to the model,
-and the findings say so.
+A vessel followed over less than half of its modelled length (:data:`MIN_COVER`) is
+left to the model (:func:`vessels.segment_vessels` says so in the findings).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ RING_MM = 3.0
 MIN_FILL, MIN_RING = 0.85, 0.3
 #: A section scoring more than this (fill × ring) is worth more than no section.
 GAIN = 0.2
+#: A vessel followed over less than this fraction of its modelled length is left to the model.
+MIN_COVER = 0.5
 #: Penalty on a section's score at the edge of its search radius around the model's centre.
 PRIOR = 0.3
 
@@ -303,15 +306,15 @@ def plain_vessels(hu_s: np.ndarray, grid: WorkGrid, taken: np.ndarray, body: np.
 
     Returns
     -------
-    (dict, dict, list of str)
-        ``{name: mask}`` of the vessels followed in the image, ``{name: fraction}`` of the
-        modelled length each covers, and findings.
+    (dict, dict)
+        ``{name: mask}`` of the vessels followed in the image, and ``{name: fraction}`` of
+        the modelled length (slices) each covers.
     """
     s = grid.spacing_mm
     order = [n for n in SPECS if n in model and model[n].any()]
-    found, cover, findings = {}, {}, []
+    found, cover = {}, {}
     if not order:
-        return found, cover, findings
+        return found, cover
     allowed = body & ~taken
     arteries = np.zeros(grid.shape, bool)
     paths, boxes = {}, {}
@@ -323,7 +326,8 @@ def plain_vessels(hu_s: np.ndarray, grid: WorkGrid, taken: np.ndarray, body: np.
         pad = int(np.ceil((spec.search_mm + spec.r_mm[1] + RING_MM) / s)) + 1
         idx = np.nonzero(model[n])
         z0, z1 = int(idx[0].min()), int(idx[0].max()) + 1
-        z0, z1 = (max(z0 - ext, 0), z1) if n in _BRANCH_OF else (z0, min(z1 + ext, grid.shape[0]))
+        # (array axis 0 runs caudal → cranial)
+        z0, z1 = (z0, min(z1 + ext, grid.shape[0])) if n in _BRANCH_OF else (max(z0 - ext, 0), z1)
         box = (slice(z0, z1),) + tuple(
             slice(max(int(idx[a].min()) - pad, 0), min(int(idx[a].max()) + pad + 1, grid.shape[a]))
             for a in (1, 2))
@@ -345,12 +349,23 @@ def plain_vessels(hu_s: np.ndarray, grid: WorkGrid, taken: np.ndarray, body: np.
         if spec.artery:
             arteries[box] |= _outline(paths[n][0], blood, allowed[box], s, spec.reach)
     # the fork: the highest slice where both branches are found apart from each other
+    def covered(n: str) -> float:
+        m = model[n][boxes[n]]
+        modelled_k = m.reshape(m.shape[0], -1).any(1)
+        found_k = np.array([p is not None for p in paths[n][0]])
+        return float(np.count_nonzero(found_k & modelled_k)) / max(np.count_nonzero(modelled_k), 1)
+
     for trunk, (left, right) in BRANCHES.items():
-        if not all(n in paths for n in (trunk, left, right)):
+        if trunk not in paths:
             continue
-        pl, pr, pt = paths[left][0], paths[right][0], paths[trunk][0]
-        zl, zr, zt = boxes[left][0].start, boxes[right][0].start, boxes[trunk][0].start
+        pt, zt = paths[trunk][0], boxes[trunk][0].start
         k_fork = None
+        if all(n in paths and covered(n) >= MIN_COVER for n in (left, right)):
+            pl, pr = paths[left][0], paths[right][0]
+            zl, zr = boxes[left][0].start, boxes[right][0].start
+        else:
+            pl = pr = []
+            zl = zr = 0
         for z in range(max(zl, zr), min(zl + len(pl), zr + len(pr))):
             a, b = pl[z - zl], pr[z - zr]
             if a is not None and b is not None and \
@@ -359,6 +374,11 @@ def plain_vessels(hu_s: np.ndarray, grid: WorkGrid, taken: np.ndarray, body: np.
                     > a[3] + b[3]:
                 k_fork = z
         if k_fork is None:
+            # the branches were not followed: the trunk ends where the model ends it, not on
+            # whichever branch it was followed into
+            z_end = int(np.nonzero(model[trunk].reshape(model[trunk].shape[0], -1).any(1))[0][0])
+            for z in range(zt, min(z_end, zt + len(pt))):
+                pt[z - zt] = None
             continue
         for z in range(zt, min(k_fork + 1, zt + len(pt))):
             pt[z - zt] = None
@@ -377,11 +397,7 @@ def plain_vessels(hu_s: np.ndarray, grid: WorkGrid, taken: np.ndarray, body: np.
         full = np.zeros(grid.shape, bool)
         full[box] = mask
         found[n] = full
-    return found, cover, findings
-
-
-#: A vessel followed over less than this fraction of its modelled length is left to the model.
-MIN_COVER = 0.5
+    return found, cover
 
 
 def complete_from_model(found: np.ndarray, model: np.ndarray, cover: float,
