@@ -294,6 +294,10 @@ def test_real_ct_surroundings(shared_data):
     for name in ("aorta", "inferior vena cava"):
         assert a.structure(name).provenance == "segmented", a.findings
     assert a.structure("aorta").centroid_lps[0] > a.structure("inferior vena cava").centroid_lps[0]
+    # a bifurcation level is claimed only where both common iliac arteries were followed
+    if any("bifurcation" in f for f in a.findings):
+        assert all(a.structure(f"common iliac artery {side}").provenance == "segmented"
+                   for side in ("left", "right"))
     for side, sign in (("left", 1.0), ("right", -1.0)):
         k = a.structure(f"kidney {side}")
         assert k.provenance == "segmented"

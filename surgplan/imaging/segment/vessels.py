@@ -322,7 +322,8 @@ def segment_vessels(hu_s: np.ndarray, grid: WorkGrid, frames: SliceFrames, taken
                 msg += ("; " if followed else ": ") + "not seen in the image, so modelled no-go " \
                     "zones from the vertebral bodies (ANATOMY.md): " + ", ".join(left)
             out.findings.append(msg)
-            if "aorta" in followed and "common iliac artery left" in followed:
+            if {"aorta", "common iliac artery left", "common iliac artery right"} <= set(followed):
+                # both branches followed: the trunk ends where they part (else at the model's fork)
                 zs = np.nonzero(out.masks["aorta"][0].reshape(grid.shape[0], -1).any(1))[0]
                 k = int(zs.min())
                 lvl = names[seg[k] - 1] if seg[k] else "below the curve"
