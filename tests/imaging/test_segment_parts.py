@@ -56,7 +56,8 @@ def test_parts_match_the_phantom_after_segmentation(seg, small_phantom_truth):
     match = matched_truth(seg, truth)
     for name in [n for n in seg.vertebra_names if match.get(n) in LUMBAR]:
         ms, mt = seg.mask(name), truth.mask(match[name])
-        for part in ("body", "pedicle left", "pedicle right", "lamina", "spinous process"):
+        for part in ("body", "pedicle left", "pedicle right", "lamina", "spinous process",
+                     "inferior articular process left", "inferior articular process right"):
             c = PART_CODES[part]
             got.setdefault(part, []).append(_dice(ms & (seg.parts == c), mt & (truth.parts == c)))
     means = {p: float(np.mean(v)) for p, v in got.items()}
@@ -64,14 +65,19 @@ def test_parts_match_the_phantom_after_segmentation(seg, small_phantom_truth):
     assert means["body"] >= 0.9, means
     assert means["pedicle left"] >= 0.7 and means["pedicle right"] >= 0.7, means
     assert means["lamina"] >= 0.65 and means["spinous process"] >= 0.75, means
+    # measured 0.64 / 0.66 (0.55 / 0.58 before the pars went to the lamina); the rest of
+    # the error is the facet joint between two vertebrae, drawn by the vertebra step
+    assert min(means["inferior articular process left"],
+               means["inferior articular process right"]) >= 0.58, means
 
 
 def test_parts_from_exact_vertebrae_find_pedicles_and_processes(small_phantom, small_phantom_truth):
     """The sub-region step alone, on the true vertebra labels.
 
-    Measured on this 1.6 mm grid: body 0.97–0.98, pedicles 0.78–0.84, lamina 0.77–0.88,
-    spinous process 0.78–0.94, transverse processes 0.73–0.88, articular processes
-    0.66–0.91 (the facet joints are 1.5 mm wide, one voxel here).
+    Measured on this 1.6 mm grid: body 0.97–0.98, pedicles 0.78–0.83, lamina 0.77–0.89,
+    spinous process 0.78–0.94, transverse processes 0.73–0.87, superior articular
+    processes 0.79–0.91, inferior ones 0.83–0.96 (the facet joints are 1.5 mm wide, one
+    voxel here).
     """
     truth = small_phantom_truth
     grid = WorkGrid(truth.ijk_to_lps[:3, 3], float(truth.ijk_spacing_mm[0]), truth.shape)
@@ -83,7 +89,11 @@ def test_parts_from_exact_vertebrae_find_pedicles_and_processes(small_phantom, s
         for code, part in PART_NAMES.items():
             t = mt & (truth.parts == code)
             if t.any():
-                floor = 0.95 if part == "body" else 0.6 if "articular" in part else 0.72
+                # the inferior articular processes start below the pars, ≈ 6-7 mm above
+                # the inferior endplate: measured 0.83-0.96 (0.71-0.84 counted from the
+                # pedicle down)
+                floor = {"body": 0.95, "superior articular process": 0.7,
+                         "inferior articular process": 0.78}.get(part.rsplit(" ", 1)[0], 0.72)
                 assert _dice(mt & (parts == code), t) >= floor, (name, part)
         # measured canal against the phantom's (ANATOMY.md sizes)
         lm = small_phantom.landmarks.vertebrae[name]

@@ -14,7 +14,11 @@ APPROACHES.md §5), by probing its label mask along a few rays:
   (below it is the foramen), at most 18 mm;
 * the pedicle's lateral wall in front of the transverse process, checked
   against the level's pedicle width (a rib head or a merged transverse process
-  reads wider).
+  reads wider);
+* the inferior endplate at the back of the body, in the midline: the disc
+  mid-plane found on the spine curve lies millimetres off it behind a wedge
+  disc (L5–S1), and the inferior articular processes hang from the lamina to
+  ≈ 6–7 mm above it.
 
 S1's frame is taken from the plane of its own superior endplate, because the
 L5–S1 disc is a wedge and no disc lies below S1.
@@ -22,9 +26,10 @@ L5–S1 disc is a wedge and no disc lies below S1.
 Every voxel of the vertebra is then assigned by where it lies relative to those
 measures: in front of the canal the body; lateral to the canal the pedicle
 within its band, the superior articular process above it, the inferior
-articular process below and behind it, the transverse process beyond the
-pedicle's lateral wall; behind the canal the lamina, and in the midline beyond
-it the spinous process.  S1 has no transverse or inferior articular processes;
+articular process below and behind it (below the pars interarticularis, which
+goes with the lamina), the transverse process beyond the pedicle's lateral
+wall; behind the canal the lamina, and in the midline beyond it the spinous
+process.  S1 has no transverse or inferior articular processes;
 the bone lateral to its body is the sacral ala, and below its body the rest of
 the sacrum.  Where a ray finds nothing (an open arch, a cut field), the measure
 falls back on the lumbar mean of ANATOMY.md and the vertebra is reported.
@@ -61,8 +66,19 @@ _MAX_PEDICLE_HEIGHT_MM = 18.0
 _SPINOUS_BEHIND_MM = 7.0
 _SPINOUS_HALF_MM = 5.0
 #: An inferior articular process lies this far lateral to the canal wall (mm); medial
-#: to it, below the pedicle and behind the canal, is the lamina.
+#: to it, below the pedicle and behind the canal, is the lamina.  In front of the
+#: laminar arch's front wall (the plane of the facet joints) it starts nearer the
+#: wall: the IAP's medial face lines the back of the lateral recess.
 _IAP_LATERAL_MM = 4.0
+_IAP_LATERAL_FRONT_MM = 1.0
+#: The inferior facet (12–18 mm high, Panjabi) hangs from the lamina down past the
+#: disc: its top lies ≈ 6 mm above its vertebra's inferior endplate (7 mm allows for
+#: a frame a few degrees off the endplate over the ≈ 20 mm back to the facets).
+#: Between it and the pedicle the bone is the pars interarticularis, counted with the
+#: lamina.
+_IAP_TOP_ABOVE_ENDPLATE_MM = 7.0
+#: Disc height assumed (mm) where the disc below was not measured.
+_FALLBACK_DISC_MM = 10.0
 #: S1 body height (mm): L5 ≈ 28, S1 as the phantom's and ANATOMY.md's adult.
 _SACRAL_BODY_HEIGHT_MM = 28.0
 #: Margin (mm) around a vertebra's label searched for its walls in the bone.
@@ -101,6 +117,9 @@ class ArchGeometry:
         What the rays found; the rest are fallbacks.
     disc_below_mm : float
         Height of the disc below (mm), NaN when unknown.
+    endplate_back_mm : float
+        The inferior endplate along ``si`` at the back of the body (mm), where the
+        articular processes hang; NaN when not found.
     """
 
     @property
@@ -120,6 +139,7 @@ class ArchGeometry:
     body_half_width_mm: float
     measured: tuple = ()
     disc_below_mm: float = float("nan")
+    endplate_back_mm: float = float("nan")
 
     @property
     def canal_ap_mm(self) -> float:
@@ -286,6 +306,20 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
         canal_back = _FALLBACK_BODY_BACK_MM + _FALLBACK_CANAL_AP_MM
     canal_back = max(canal_back, body_back + 8.0)
     v_mid = 0.5 * (body_back + canal_back)
+    # --- inferior endplate at the back of the body ---------------------------------------
+    # the disc mid-plane is measured on the spine curve, in the body's middle; a wedge disc
+    # (L5-S1: 18.7 mm in front, 8.5 mm behind) puts it millimetres off the endplate behind
+    lows = []
+    ws_body = np.arange(-0.5 * height - 12.0, 0.0, STEP_MM) + w_mid
+    for du in (-3.0, 0.0, 3.0):
+        for dv in (-8.0, -5.0):
+            hit = probe(du, body_back + dv, ws_body)
+            runs = _runs(hit)
+            if runs and runs[-1][1] == len(hit) and runs[-1][0] > 0:
+                lows.append(ws_body[runs[-1][0]] - STEP_MM / 2)
+    endplate_back = float(np.median(lows)) if len(lows) >= 3 else np.nan
+    if np.isfinite(w_lo) and np.isfinite(endplate_back) and endplate_back < w_lo:
+        endplate_back = np.nan  # ran on through the disc into the vertebra below
     # --- body width along lr at mid-depth ------------------------------------------------
     us = np.arange(0.0, 60.0, STEP_MM)
     widths = []
@@ -363,7 +397,7 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
             found.append(f"pedicle {side} width")
         outer[side] = po
     return ArchGeometry(name, frame, w_lo, w_hi, body_back, canal_back, canal_half, band, outer,
-                        body_half, tuple(found), span.disc_below_mm)
+                        body_half, tuple(found), span.disc_below_mm, endplate_back)
 
 
 def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
@@ -399,7 +433,14 @@ def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
     out[front] = side("pedicle")[front]
     sap = ~medial & above & (v > va + 2.0)
     out[sap] = side("superior articular process")[sap]
-    iap = ~medial & below & (v > vm) & (au > cw + _IAP_LATERAL_MM)
+    iap = ~medial & below & (v > vm) & ((au > cw + _IAP_LATERAL_MM)
+                                        | ((au > cw + _IAP_LATERAL_FRONT_MM) & (v < vp + 2.0)))
+    endplate = g.endplate_back_mm
+    if not np.isfinite(endplate) and np.isfinite(g.w_lower_mm):
+        endplate = g.w_lower_mm + 0.5 * (g.disc_below_mm if np.isfinite(g.disc_below_mm)
+                                         else _FALLBACK_DISC_MM)
+    if np.isfinite(endplate):
+        iap &= w < endplate + _IAP_TOP_ABOVE_ENDPLATE_MM
     below_front = lateral_deep & below & (v <= vm)
     out[below_front] = side("pedicle")[below_front]
     if not sacrum:
