@@ -37,7 +37,9 @@ def test_dural_sac_is_segmented_inside_the_canal(seg, small_phantom_truth):
     sac = seg.structure("dural sac")
     assert sac.provenance == "segmented" and sac.kind == "dural sac"
     d = _dice(seg.mask("dural sac"), small_phantom_truth.mask("dural sac"))
-    assert d >= 0.85, d  # issue 3 target; measured 0.90 on this grid
+    # issue 3's target is 0.85; measured 0.92 on this grid (0.86 while the fat-and-cortex
+    # ring at the canal wall, which reads like CSF, was counted as sac)
+    assert d >= 0.88, d
     # the canal label is the epidural space around the sac: never bone, never the sac
     canal = seg.mask("spinal canal")
     assert canal.any() and not np.any(canal & (seg.vertebrae > 0))
