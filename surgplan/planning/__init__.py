@@ -20,7 +20,11 @@ Public API (names are stable; the GUI and the report call them)::
         # frame and the craniocaudal tilt in patient axes, as their sources measured
         # them (procedures.Procedure), structures (StructureRisk: name, provenance, clearance_mm from
         # the tool's surface, cumulative_risk, contact_probability; assessed=False with a
-        # note when the structure is not in the anatomy), bone_removed_ml {"L5 superior
+        # note when the structure is not in the anatomy; allowance_mm, the safe zone the
+        # tool may enter without harm — 2 mm of the spinal canal for a pedicle screw, whose
+        # probability is then that of a deeper breach — and harm=False for the canal, a
+        # space whose contents carry the harm: never more than moderate unless breached
+        # beyond the allowance), bone_removed_ml {"L5 superior
         # articular process left": ml, …}, kambin (KambinFit) / pedicle (PedicleFit),
         # risk (category infeasible|high|moderate|low, reasons, score); m.to_dict() is
         # the JSON of `surgplan plan --json`.

@@ -20,6 +20,7 @@ All numbers come from sampling the context's distance fields along the tool
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -50,6 +51,10 @@ class StructureRisk:
     least the value given;
     ``contact_probability`` in [0, 1]; ``assessed`` False when the structure is
     not in the anatomy (then the numbers are None and ``note`` says so).
+    ``allowance_mm`` is the structure's safe zone (the procedure's
+    :class:`~surgplan.planning.procedures.CriticalStructure`): the tool may enter it that
+    deep without harm, and ``contact_probability`` is then the probability of entering
+    deeper; ``harm`` False for a space that only holds the harmful structures.
     """
 
     name: str
@@ -63,12 +68,20 @@ class StructureRisk:
     closest_lps: Optional[Tuple[float, float, float]]
     note: str = ""
     far: bool = False
+    allowance_mm: float = 0.0
+    harm: bool = True
+
+    @property
+    def breach_clearance_mm(self) -> Optional[float]:
+        """Clearance less the allowance: negative when the tool enters beyond the safe zone."""
+        return None if self.clearance_mm is None else self.clearance_mm + self.allowance_mm
 
     def to_dict(self) -> dict:
         r = (lambda x, n=3: None if x is None else round(float(x), n))
         return {"name": self.name, "provenance": self.provenance, "assessed": self.assessed,
                 "clearance_mm": r(self.clearance_mm, 2), "far": self.far,
-                "margin_mm": self.margin_mm,
+                "margin_mm": self.margin_mm, "allowance_mm": self.allowance_mm,
+                "harm": self.harm,
                 "hard": self.hard, "cumulative_risk": r(self.cumulative_risk),
                 "contact_probability": r(self.contact_probability, 4),
                 "closest_lps": None if self.closest_lps is None else
@@ -230,7 +243,8 @@ def contact_probabilities(fields: dict, target: np.ndarray, direction: np.ndarra
                           length_mm: float, radius_mm: float, error_mm: float, error_deg: float,
                           n_samples: int = 128, softness_mm: float = SOFTNESS_MM,
                           step_mm: float = MC_STEP_MM,
-                          lps_to_ijk: Optional[np.ndarray] = None) -> dict:
+                          lps_to_ijk: Optional[np.ndarray] = None,
+                          allowance_mm: Optional[Mapping[str, float]] = None) -> dict:
     """Probability that the perturbed tool touches each field's structure.
 
     Parameters
@@ -242,6 +256,8 @@ def contact_probabilities(fields: dict, target: np.ndarray, direction: np.ndarra
         Length of the tool inside the body (from the tip backwards).
     error_mm, error_deg : float
         Standard deviation per axis of the tip offset across the tool and of its tilt.
+    allowance_mm : mapping of name → float, optional
+        Safe-zone depth per structure: the probability is that of entering deeper.
 
     Returns
     -------
@@ -263,6 +279,8 @@ def contact_probabilities(fields: dict, target: np.ndarray, direction: np.ndarra
             c = f.sample_index(ijk).reshape(pts.shape[:2]).min(axis=1) - radius_mm
         else:
             c = f.sample(pts).min(axis=1) - radius_mm
+        if allowance_mm:
+            c = c + allowance_mm.get(name, 0.0)
         out[name] = float(ndtr(-c / softness_mm).mean())
     return out
 
@@ -359,25 +377,26 @@ def evaluate(ctx: PlanningContext, trajectory: Trajectory, *,
             why = "not in the anatomy: its risk is not assessed" if not ctx.has(name) else \
                 "empty in the anatomy: its risk is not assessed"
             risks.append(StructureRisk(name, ctx.provenance.get(name), False, None, cs.margin_mm,
-                                       cs.hard, None, None, None, f"{name} {why}"))
+                                       cs.hard, None, None, None, f"{name} {why}",
+                                       allowance_mm=cs.allowance_mm, harm=cs.harm))
             continue
         f = ctx.fields[name]
         sd = f.sample_index(axis_ijk)
         k = int(np.argmin(sd))
         c = float(sd[k]) - r
-        cum = float(danger(sd - r, cs.margin_mm).mean()) if len(sd) else 0.0
+        cum = float(danger(sd - r + cs.allowance_mm, cs.margin_mm).mean()) if len(sd) else 0.0
         risks.append(StructureRisk(name, ctx.provenance.get(name), True, c, cs.margin_mm,
                                    cs.hard, cum, 0.0, tuple(float(v) for v in axis[k]),
-                                   far=bool(sd[k] >= f.cap_mm - 1e-3)))
-        if c < sigma_far:
+                                   far=bool(sd[k] >= f.cap_mm - 1e-3),
+                                   allowance_mm=cs.allowance_mm, harm=cs.harm))
+        if c + cs.allowance_mm < sigma_far:
             near_fields[name] = f
     if near_fields and length > 0:
         probs = contact_probabilities(near_fields, target, d, length, r, error_mm, error_deg,
-                                      n_samples, lps_to_ijk=ctx.lps_to_ijk)
-        risks = [s if s.name not in probs else
-                 StructureRisk(s.name, s.provenance, True, s.clearance_mm, s.margin_mm, s.hard,
-                               s.cumulative_risk, probs[s.name], s.closest_lps, s.note, s.far)
-                 for s in risks]
+                                      n_samples, lps_to_ijk=ctx.lps_to_ijk,
+                                      allowance_mm={s.name: s.allowance_mm for s in risks})
+        risks = [dataclasses.replace(s, contact_probability=probs[s.name])
+                 if s.name in probs else s for s in risks]
 
     # bone in the cylinder -----------------------------------------------------------------
     bone_ml, hard_bone_ml = _bone_in_cylinder(ctx, axis, d, r, proc, upper, lower, side)
@@ -556,17 +575,28 @@ def _categorise(proc, traj, risks, bone_ml, hard_bone_ml, length, reaches, angle
             continue
         p = s.contact_probability or 0.0
         sev = severity.get(s.name, 1.0)
-        score += sev * (p + 0.5 * danger(np.array(s.clearance_mm), s.margin_mm)
-                        + 0.5 * s.cumulative_risk)
-        txt = (f"{s.name} ({s.provenance}): clearance {s.clearance_mm:.1f} mm "
-               f"(margin {s.margin_mm:g} mm), contact probability {100 * p:.1f} %")
-        if s.clearance_mm < 0 and s.hard:
+        # judged beyond the structure's safe zone (0 for every structure that is harmed by
+        # contact; 2 mm of the canal for a pedicle screw, procedures.SRC_SCREW_CANAL)
+        c = s.breach_clearance_mm
+        score += sev * (p + 0.5 * danger(np.array(c), s.margin_mm) + 0.5 * s.cumulative_risk)
+        if s.allowance_mm > 0:
+            txt = (f"{s.name} ({s.provenance}): clearance {s.clearance_mm:.1f} mm "
+                   f"(safe zone {s.allowance_mm:g} mm inside it, margin {s.margin_mm:g} mm), "
+                   f"probability of entering deeper {100 * p:.1f} %")
+        else:
+            txt = (f"{s.name} ({s.provenance}): clearance {s.clearance_mm:.1f} mm "
+                   f"(margin {s.margin_mm:g} mm), contact probability {100 * p:.1f} %")
+        beyond = f" beyond its {s.allowance_mm:g} mm safe zone" if s.allowance_mm > 0 else ""
+        if c < 0 and s.hard:
             infeasible.append(f"the tool crosses the {txt}")
-        elif s.clearance_mm < 0:
-            high.append(f"the tool touches the {txt}")
-        elif s.clearance_mm < s.margin_mm or p >= 0.05:
+        elif c < 0:
+            high.append(f"the tool enters{beyond}: {txt}" if beyond else
+                        f"the tool touches the {txt}")
+        elif s.harm and (c < s.margin_mm or p >= 0.05):
             high.append(txt)
-        elif s.clearance_mm < s.margin_mm + 3.0 or p >= 0.005:
+        elif c < s.margin_mm + 3.0 or p >= 0.005:
+            # a space that only holds the harmful structures (harm False) is never more
+            # than moderate short of a breach beyond its safe zone
             moderate.append(txt)
     if hard_bone_ml > 0.02:
         blk = ", ".join(f"{k} {v:.2f} ml" for k, v in bone_ml.items()

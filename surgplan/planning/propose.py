@@ -190,9 +190,10 @@ def _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg,
             sd = np.full(valid.shape, f.cap_mm, np.float32)
             sd[rows, cols] = vals
             k = np.argmin(sd, axis=1)
-            c = sd[np.arange(b - a), k] - r
+            # judged beyond the structure's safe zone, as evaluate does
+            c = sd[np.arange(b - a), k] - r + cs.allowance_mm
             # danger is 0 beyond margin + falloff (< cap), so only the sampled stretch counts
-            cum = np.bincount(rows, weights=danger(vals - r, cs.margin_mm),
+            cum = np.bincount(rows, weights=danger(vals - r + cs.allowance_mm, cs.margin_mm),
                               minlength=b - a) / np.maximum(valid.sum(1), 1)
             sig = np.sqrt(error_mm ** 2 + (ts[k] * tilt) ** 2 + SOFTNESS_MM ** 2)
             p = ndtr(-c / sig)

@@ -280,3 +280,77 @@ def test_craniocaudal_tilt_is_judged_in_patient_axes(ctx, teld, caudal_deg, flag
     assert bool(reasons) == flagged, m.risk.reasons
     if flagged:
         assert f"{caudal_deg:.0f}° in patient axes" in reasons[0]
+
+
+# --- pedicle screws: what a medial breach harms ---------------------------------------------
+_HARM = ("dural sac", "nerve root", "aorta", "vena cava", "iliac", "bowel", "kidney")
+
+
+@pytest.mark.parametrize("vertebra", ["L3", "L4", "L5"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_well_placed_screw_is_not_high_for_the_canal_alone(ctx, vertebra, side):
+    # the pedicle's medial wall is the canal's wall: a 7.5 mm screw in it always passes
+    # within a millimetre of the canal. A grade A/B breach (< 2 mm) is the accepted safe
+    # zone (Gertzbein-Robbins); only the dural sac, the roots and the viscera count as harm
+    m = propose(ctx, "pedicle-screw", vertebra, side, count=1)[0]
+    assert m.pedicle.grade in ("A", "B"), m.risk.reasons
+    canal = m.structure("spinal canal")
+    assert canal.allowance_mm == 2.0 and not canal.harm
+    assert canal.clearance_mm < 1.5  # the screw does run along the canal
+    assert m.category != "infeasible", m.risk.reasons
+    if m.category == "high":  # then something that can be harmed is near, and named
+        drivers = [r for r in m.risk.reasons if "spinal canal" not in r
+                   and "pedicle: breach" not in r]
+        assert any(h in r for r in drivers for h in _HARM), m.risk.reasons
+    if m.pedicle.grade == "A" and vertebra == "L4":
+        # nothing that can be harmed within its margin on the phantom at L4
+        assert m.category in ("low", "moderate"), m.risk.reasons
+        assert not any("spinal canal" in r and r.startswith("the tool") for r in m.risk.reasons)
+
+
+def _rotated_screw(ctx, vertebra, side, toward, angle_deg):
+    """The proposed screw turned by ``angle_deg`` toward ``toward`` about its bone entry."""
+    best = propose(ctx, "pedicle-screw", vertebra, side, count=1)[0]
+    t = best.trajectory
+    bone = np.asarray(pedicle_axis(ctx, vertebra, side)["bone_entry_lps"])
+    entry, tip = np.asarray(t.entry_lps), np.asarray(t.target_lps)
+    d = (tip - entry) / np.linalg.norm(tip - entry)
+    w = np.asarray(toward, float) - (np.asarray(toward, float) @ d) * d
+    w /= np.linalg.norm(w)
+    a = np.radians(angle_deg)
+    d2 = np.cos(a) * d + np.sin(a) * w
+    tip2 = bone + np.linalg.norm(tip - bone) * d2
+    entry2 = tip2 - np.linalg.norm(tip - entry) * d2
+    return evaluate(ctx, Trajectory("pedicle-screw", vertebra, side, t.tool,
+                                    tuple(entry2), tuple(tip2)))
+
+
+def test_a_screw_aimed_into_the_canal_is_still_high(ctx):
+    medial = -ctx.frames["L4"].lr  # toward the midline from the left
+    slight = _rotated_screw(ctx, "L4", "left", medial, 2.0)
+    into = _rotated_screw(ctx, "L4", "left", medial, 12.0)
+    # 2° medial stays a grade A screw along the canal's wall: not high
+    assert slight.pedicle.grade == "A" and slight.category == "moderate", slight.risk.reasons
+    # 12° medial goes through the medial wall into the canal, beyond its 2 mm safe zone
+    assert into.pedicle.grade in ("C", "D", "E")
+    assert into.structure("spinal canal").breach_clearance_mm < 0
+    assert into.category in ("high", "infeasible")
+    assert any("spinal canal" in r and "beyond its 2 mm safe zone" in r
+               for r in into.risk.reasons), into.risk.reasons
+    assert into.risk.score > slight.risk.score
+
+
+def test_a_screw_aimed_at_the_exiting_root_is_high(ctx, small_phantom_truth):
+    an = small_phantom_truth
+    bone = np.asarray(pedicle_axis(ctx, "L4", "left")["bone_entry_lps"])
+    kji = np.argwhere(an.mask("nerve root L4 left"))
+    A = np.asarray(an.ijk_to_lps)
+    pts = kji[:, ::-1] @ A[:3, :3].T + A[:3, 3]
+    root = pts[np.argmin(np.linalg.norm(pts - bone, axis=1))]  # where it passes the pedicle
+    d = (root - bone) / np.linalg.norm(root - bone)
+    tool = propose(ctx, "pedicle-screw", "L4", "left", count=1)[0].trajectory.tool
+    m = evaluate(ctx, Trajectory("pedicle-screw", "L4", "left", tool,
+                                 tuple(root - 100.0 * d), tuple(root)))
+    assert m.category in ("high", "infeasible")
+    assert m.structure("nerve root L4 left").clearance_mm < 0
+    assert any(r.startswith("the tool touches the nerve root L4 left") for r in m.risk.reasons)
