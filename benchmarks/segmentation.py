@@ -250,9 +250,18 @@ def parts_neural_figures(a, truth, case) -> dict:
         roots.append((it.name, tname, float(np.nanmean(d_for)) if np.isfinite(d_for).any()
                       else np.nan, float(np.nanmax(d_for)) if np.isfinite(d_for).any() else np.nan,
                       float(np.mean(~np.isfinite(d_for)))))
+    foramina = []  # the true foramen of the matched levels against ours
+    for it in a.items:
+        if it.kind != "foramen":
+            continue
+        _, levels, side = it.name.split()
+        upper, lower = levels.split("-")
+        tname = f"foramen {match.get(upper, upper)}-{match.get(lower, lower)} {side}"
+        t = truth.mask(tname) if tname in truth.names else np.zeros_like(sac_t)
+        foramina.append((it.name, dice(a.mask(it.name), t), it.provenance))
     return {"parts": parts, "sac_dice": dice(sac, sac_t), "canal_dice": dice(canal, canal_t),
             "sac_provenance": a.structure("dural sac").provenance if "dural sac" in a.names else "-",
-            "roots": roots, "match": match}
+            "roots": roots, "match": match, "foramina": foramina}
 
 
 def run_parts_neural(name: str, q) -> None:
@@ -317,6 +326,9 @@ def print_parts_neural(res: dict) -> None:
           "the centre of ours, mean / max, and the share of it ours does not cover")
     for ours, tn, mean, mx, miss in res["roots"]:
         print(f"     {ours:22} vs true {tn:22} {mean:5.1f} / {mx:5.1f}   {miss:4.0%}")
+    print("   neural foramina: Dice against the phantom's (same rule, exact walls), provenance")
+    for name, d, prov in res.get("foramina", []):
+        print(f"     {name:24} {d:6.3f}  {prov}")
 
 
 def main_parts_neural(names=None) -> None:
