@@ -8,7 +8,6 @@ into a one-paragraph message and exit status 1 instead of a traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -163,10 +162,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from surgplan.core.errors import SegmentationError
     from surgplan.core.progress import SubProgress
     from surgplan.imaging.loader import load_volume
-    from surgplan.imaging.segment import segment_ct
+    from surgplan.imaging.segment import segment_volume, with_modality
     from surgplan.imaging.segmentation_files import write_segmentation
 
     progress = TerminalProgress()
@@ -174,23 +172,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     vol = load_volume(
         args.path, series_uid=args.series, modality=modality, progress=SubProgress(progress, 0, 0.2)
     )
-    mod = modality or vol.modality
-    segment = segment_ct
-    if mod == "MR":  # T2: vertebral bodies, discs and the dural sac
-        from surgplan.imaging.segment.mr import segment_mr as segment
-    elif mod != "CT":
-        raise SegmentationError(
-            f"{args.path}: the modality is unknown ({vol.metadata.modality or 'not recorded'}); "
-            "say --modality ct if this is a CT in Hounsfield units, or --modality mr for a "
-            "T2-weighted MR."
-        )
-    if vol.modality != mod:
-        vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality=mod))
+    vol = with_modality(vol, modality, args.path)
     if args.dicom_seg:  # refuse before minutes of work when the SEG cannot be made
         from surgplan.report.dicom_seg import source_datasets, write_dicom_seg
 
         source_datasets(vol, args.path)
-    anatomy = segment(vol, progress=SubProgress(progress, 0.2, 0.75))
+    anatomy = segment_volume(vol, progress=SubProgress(progress, 0.2, 0.75))
     out = write_segmentation(
         anatomy, vol, args.out, meshes=not args.no_meshes, progress=SubProgress(progress, 0.75, 1)
     )
@@ -298,11 +285,11 @@ def headless_pipeline(path: Optional[str]) -> int:
     )
     for w in vol.warnings:
         print(f"    warning [{w.code}] {w.message}")
-    if vol.modality == "CT":
-        from surgplan.imaging.segment import segment_ct
+    if vol.modality in ("CT", "MR"):
+        from surgplan.imaging.segment import segment_volume
 
         t0 = time.perf_counter()
-        anatomy = segment_ct(vol, progress=progress)
+        anatomy = segment_volume(vol, progress=progress)
         progress.done()
         print(f"\nsegmented in {time.perf_counter() - t0:.1f} s:")
         verts = [s.name + ("?" if s.provisional else "") for s in anatomy.items
@@ -415,6 +402,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except SurgplanError as exc:
         print(f"surgplan: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a path that is missing, unreadable or unwritable
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"surgplan: error: {where}{exc.strerror or exc}; check the path and its "
+              "permissions.", file=sys.stderr)
         return 1
 
 

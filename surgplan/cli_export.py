@@ -39,11 +39,9 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
 def load_case(path, *, series=None, modality=None, segmentation=None, progress=None):
     """(volume, anatomy) of a study: the anatomy read from a ``surgplan segment`` folder,
     or segmented now (CT, or T2 MR where available)."""
-    import dataclasses
-
-    from surgplan.core.errors import SegmentationError
     from surgplan.core.progress import SubProgress
     from surgplan.imaging.loader import load_volume
+    from surgplan.imaging.segment import segment_volume, with_modality
 
     mod = modality.upper() if modality else None
     vol = load_volume(path, series_uid=series, modality=mod,
@@ -52,23 +50,8 @@ def load_case(path, *, series=None, modality=None, segmentation=None, progress=N
         from surgplan.imaging.segmentation_files import read_segmentation
 
         return vol, read_segmentation(segmentation, vol)
-    mod = mod or vol.modality
-    if mod == "CT":
-        from surgplan.imaging.segment import segment_ct as segment
-    elif mod == "MR":
-        try:
-            from surgplan.imaging.segment.mr import segment_mr as segment
-        except ImportError:
-            raise SegmentationError(f"{path}: MR segmentation is not available in this "
-                                    "version; give --segmentation DIR.") from None
-    else:
-        raise SegmentationError(
-            f"{path}: the modality is unknown ({vol.metadata.modality or 'not recorded'}); "
-            "say --modality ct or mr, or give --segmentation DIR."
-        )
-    if vol.modality != mod:
-        vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality=mod))
-    return vol, segment(vol, progress=SubProgress(progress, 0.3, 1.0))
+    vol = with_modality(vol, mod, str(path))
+    return vol, segment_volume(vol, progress=SubProgress(progress, 0.3, 1.0))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -75,6 +74,8 @@ def add_parser(sub) -> None:
                    "one) as a plan file for `surgplan report --plan` and the window")
     s.add_argument("--segmentation", metavar="DIR",
                    help="reuse a folder written by `surgplan segment` instead of segmenting")
+    s.add_argument("--series", help="Series Instance UID to use (default: CT, most slices)")
+    s.add_argument("--modality", choices=["ct", "mr"], help="what the image is (NIfTI input)")
     s.add_argument("--pdf", metavar="FILE", help="also write the plan report of the best "
                    "trajectory as a PDF")
     s.add_argument("--anonymous", action="store_true",
@@ -85,7 +86,7 @@ def add_parser(sub) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     from surgplan.cli import TerminalProgress
     from surgplan.core.progress import SubProgress
-    from surgplan.imaging.loader import load_volume
+    from surgplan.cli_export import load_case
     from surgplan.planning import PlanningContext, Trajectory, evaluate, propose
     from surgplan.planning.procedures import get_procedure, split_level
 
@@ -105,21 +106,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"surgplan plan: {exc.args[0]}", file=sys.stderr)
         return 2
     progress = TerminalProgress(stream=sys.stderr)  # the current stream (tests swap it)
-    vol = load_volume(args.path, progress=SubProgress(progress, 0, 0.2))
-    if args.segmentation:
-        from surgplan.imaging.segmentation_files import read_segmentation
-
-        anatomy = read_segmentation(args.segmentation, vol)
-    else:
-        from surgplan.imaging.segment import segment_ct
-
-        if vol.modality not in ("CT", ""):
-            print(f"surgplan plan: {args.path} is {vol.modality}; SurgPlan segments CT. "
-                  "Give --segmentation DIR for other images.", file=sys.stderr)
-            return 1
-        if vol.modality != "CT":
-            vol = vol.replace(metadata=dataclasses.replace(vol.metadata, modality="CT"))
-        anatomy = segment_ct(vol, progress=SubProgress(progress, 0.2, 0.7))
+    vol, anatomy = load_case(args.path, series=args.series, modality=args.modality,
+                             segmentation=args.segmentation,
+                             progress=SubProgress(progress, 0, 0.7))
     ctx = PlanningContext.build(anatomy, vol, progress=SubProgress(progress, 0.7, 0.95))
     if args.entry:
         t = tool or proc.tools[0]

@@ -85,3 +85,49 @@ def test_demo_then_inspect_and_gui_headless(tmp_path, capsys, monkeypatch):
 def test_demo_rejects_absurd_spacing(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--spacing", "0.01"]) == 1
     assert "--spacing" in capsys.readouterr().err
+
+
+def test_plan_on_a_t2_mr_segments_it_as_mr(tmp_path, small_phantom, capsys):
+    """An MR given to ``plan`` goes through the MR pipeline, not the CT one, and is planned."""
+    import SimpleITK as sitk
+
+    from surgplan.imaging.phantom import mr_volume
+
+    mr = tmp_path / "t2.nii.gz"
+    sitk.WriteImage(mr_volume(small_phantom).to_sitk(), str(mr))
+    out = tmp_path / "m.json"
+    rc = main(["plan", str(mr), "--modality", "mr", "--procedure", "teld", "--level", "L4-L5",
+               "--side", "left", "--count", "1", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    (t,) = json.loads(out.read_text())["trajectories"]
+    assert t["risk"]["category"] in ("low", "moderate", "high", "infeasible")
+    names = {s["name"] for s in t["risk"]["structures"]}
+    assert {"dural sac", "nerve root L4 left"} <= names
+
+
+@pytest.mark.parametrize("command", ["plan", "export"])
+def test_a_volume_of_unknown_modality_asks_for_it(tmp_path, capsys, command):
+    """A NIfTI file does not say CT or MR: every command that segments asks, naming the file."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    p = tmp_path / "scan.nii.gz"
+    img = sitk.GetImageFromArray(np.full((20, 30, 30), 100, np.int16))
+    img.SetSpacing((2.0, 2.0, 2.0))
+    sitk.WriteImage(img, str(p))
+    args = {
+        "plan": ["plan", str(p), "--procedure", "teld", "--level", "L4-L5", "--side", "left"],
+        "export": ["export", str(p), "--out", str(tmp_path / "out")],
+    }[command]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert str(p) in err and "--modality ct" in err
+
+
+def test_a_missing_plan_file_is_named_not_a_traceback(tmp_path, capsys):
+    missing = tmp_path / "no-such-plan.json"
+    assert main(["report", str(tmp_path), "--plan", str(missing), "--pdf",
+                 str(tmp_path / "r.pdf")]) == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and "No such file" in err and "Traceback" not in err
+    assert not (tmp_path / "r.pdf").exists()

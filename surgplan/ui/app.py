@@ -57,7 +57,7 @@ class ScreenshotRun:
         if not (title.startswith("Opening") or title in ("Segmenting", "Proposing")):
             return  # derived work (surfaces, distance fields): not a step of this run
         if title.startswith("Opening") and w.session.case.volume is not None \
-                and w.session.case.volume.modality == "CT":
+                and w.session.case.volume.modality in ("CT", "MR"):
             w.segment()
             return
         if title == "Segmenting" and hasattr(w, "propose_default_plan"):

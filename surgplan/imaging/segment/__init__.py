@@ -9,7 +9,48 @@ from __future__ import annotations
 from surgplan.imaging.segment.mr import segment_mr
 from surgplan.imaging.segment.pipeline import segment_ct
 
-__all__ = ["segment_ct", "segment_mr", "segment_volume"]
+__all__ = ["segment_ct", "segment_mr", "segment_volume", "with_modality"]
+
+
+def with_modality(volume, modality=None, source=""):
+    """``volume`` labelled with the modality to segment it as.
+
+    Parameters
+    ----------
+    volume : Volume
+        The loaded image.
+    modality : str, optional
+        ``"ct"`` or ``"mr"`` as the user said it (``--modality``); overrides the header.
+    source : str
+        The file or folder it came from, named in the error.
+
+    Returns
+    -------
+    Volume
+        ``volume`` itself, or a copy whose metadata says ``CT`` or ``MR``.
+
+    Raises
+    ------
+    SegmentationError
+        Neither the header nor the user says CT or MR (a NIfTI file, or another
+        modality): the message asks for ``--modality`` rather than guessing, since a
+        T2 image run through the CT pipeline would find nothing, slowly.
+    """
+    import dataclasses
+
+    from surgplan.core.errors import SegmentationError
+
+    mod = (modality or volume.modality or "").upper()
+    if mod not in ("CT", "MR"):
+        raise SegmentationError(
+            f"{source or 'the image'}: the modality is "
+            f"{'unknown (not recorded)' if not mod else mod}; SurgPlan segments CT and "
+            "T2-weighted MR. Say --modality ct if this is a CT in Hounsfield units or "
+            "--modality mr for a T2 MR, or give --segmentation DIR."
+        )
+    if volume.modality == mod:
+        return volume
+    return volume.replace(metadata=dataclasses.replace(volume.metadata, modality=mod))
 
 
 def segment_volume(volume, *, progress=None, cancel=None):
