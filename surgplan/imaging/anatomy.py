@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from types import MappingProxyType
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -126,6 +127,10 @@ class Anatomy:
     parts : numpy.ndarray, optional
         uint8 vertebral part code per voxel (``PART_NAMES``); zeros when the
         sub-regions were not computed.
+    root_paths : mapping, optional
+        ``nerve root name → (n, 3)`` centre line of that root in LPS mm, from the
+        dura outward (n ≥ 2), where it is known (a modelled root's path; the
+        phantom's true one); empty when not computed.
     """
 
     shape: tuple
@@ -135,6 +140,7 @@ class Anatomy:
     items: tuple = ()
     findings: tuple = field(default_factory=tuple)
     parts: Optional[np.ndarray] = None
+    root_paths: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
@@ -159,6 +165,16 @@ class Anatomy:
         object.__setattr__(self, "parts", _frozen(self.parts))
         object.__setattr__(self, "items", tuple(self.items))
         object.__setattr__(self, "findings", tuple(self.findings))
+        paths = {}
+        for name, pts in dict(self.root_paths or {}).items():
+            if kind_of(name) != "nerve root":
+                raise ValueError(f"root_paths holds {name!r}, which is not a nerve root")
+            a = np.array(pts, float)
+            if a.ndim != 2 or a.shape[1] != 3 or len(a) < 2 or not np.all(np.isfinite(a)):
+                raise ValueError(f"the path of {name!r} must be two or more finite LPS points "
+                                 f"(n, 3), got shape {a.shape}")
+            paths[str(name)] = _frozen(a)
+        object.__setattr__(self, "root_paths", MappingProxyType(paths))
 
     @classmethod
     def empty(cls, shape: tuple, ijk_to_lps: np.ndarray, findings=()) -> "Anatomy":

@@ -95,6 +95,7 @@ def truth_anatomy(case: PhantomCase) -> Anatomy:
     its phantom label value in the ``structures`` map.  The neural foramina
     (:func:`truth_foramina`) take the next values, over the soft tissue they hold.
     All provenances are ``"segmented"`` with the note ``"phantom ground truth"``.
+    ``root_paths`` holds the phantom's true root centre lines.
 
     Parameters
     ----------
@@ -144,5 +145,8 @@ def truth_anatomy(case: PhantomCase) -> Anatomy:
         items.append(Structure(name, value, "structures", "foramen", "segmented", False,
                                TRUTH_NOTE, centroid))
     parts = np.where(vert > 0, np.asarray(case.parts), 0).astype(np.uint8)
+    present = {s.name for s in items}
+    paths = {n: np.asarray(r.points_lps, float) for n, r in case.landmarks.roots.items()
+             if n in present}
     return Anatomy(shape, aff, vert, struct, tuple(items),
-                   ("phantom ground truth: " + ", ".join(verts),), parts)
+                   ("phantom ground truth: " + ", ".join(verts),), parts, paths)

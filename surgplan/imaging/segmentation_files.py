@@ -7,7 +7,9 @@
                           processes …; 0 = none), the vertebra from ``vertebrae.nii.gz``;
 ``DIR/labels.json``       for each file, each value with ``name``, ``kind``,
                           ``provenance`` and ``provisional`` (plus ``notes``,
-                          ``centroid_lps`` and a vertebra's ``frame``), plus the findings;
+                          ``centroid_lps`` and a vertebra's ``frame``), plus the findings
+                          and, when known, ``root_paths``: each nerve root's centre
+                          line as a list of LPS mm points from the dura outward;
 ``DIR/meshes/NAME.stl``   one closed surface per structure, LPS mm.
 
 Everything is written into a private sibling folder first and moved into
@@ -84,6 +86,9 @@ def write_segmentation(
             for code in sorted(present)
         ]
         table["findings"] = list(anatomy.findings)
+        if anatomy.root_paths:
+            table["root_paths"] = {n: [[float(x) for x in p] for p in pts]
+                                   for n, pts in anatomy.root_paths.items()}
         if meshes:
             (tmp / "meshes").mkdir()
             table["meshes"] = {}
@@ -191,9 +196,13 @@ def read_segmentation(seg_dir: "Path | str", volume: Volume) -> Anatomy:
     if PARTS_FILE in files:
         parts = _read_map(d / PARTS_FILE, volume, np.uint8)
         _check_values(parts, set(PART_NAMES), d / PARTS_FILE, table_path)
+    paths = table.get("root_paths", {})  # older folders have none
+    if not isinstance(paths, dict):
+        raise SegmentationFileError(f"{table_path}: \"root_paths\" must map root names to "
+                                    "lists of LPS points")
     try:
         return Anatomy(volume.array.shape, volume.ijk_to_lps, maps["vertebrae"],
-                       maps["structures"], tuple(items), tuple(findings), parts)
+                       maps["structures"], tuple(items), tuple(findings), parts, paths)
     except ValueError as exc:
         raise SegmentationFileError(
             f"{d}: the files do not form a valid segmentation: {exc}") from exc

@@ -8,7 +8,7 @@ import pytest
 from surgplan.imaging.anatomy import VertebraFrame
 from surgplan.imaging.segment.grid import WorkGrid
 from surgplan.imaging.segment.neural import (
-    centre_line_distance_mm, model_neural, resample_polyline,
+    centre_line_distance_mm, model_neural, polyline_distance_mm, resample_polyline,
 )
 from surgplan.imaging.segment.parts import ArchGeometry
 from surgplan.imaging.segment.spine_curve import SpineCurve
@@ -213,3 +213,45 @@ def test_foramen_names_kinds_and_colours():
         foramen_name("L4", "L5", "middle")
     with pytest.raises(ValueError, match="not a known structure"):
         kind_of("foramen L4 left")
+
+
+def test_root_centre_lines_travel_with_the_anatomy(small_phantom, small_phantom_truth,
+                                                   tmp_path):
+    """The planner and the report read each root's centre line from the Anatomy, also after
+    the segmentation folder is written and read back; a folder written without them (older
+    versions) still loads."""
+    import json
+
+    from surgplan.imaging.anatomy import Anatomy
+    from surgplan.imaging.segmentation_files import read_segmentation, write_segmentation
+
+    truth = small_phantom_truth
+    line = small_phantom.landmarks.roots["nerve root L4 left"].points_lps
+    assert np.allclose(truth.root_paths["nerve root L4 left"], line)
+    assert set(truth.root_paths) == {s.name for s in truth.items if s.kind == "nerve root"}
+    out = write_segmentation(truth, small_phantom.ct, tmp_path / "seg", meshes=False)
+    back = read_segmentation(out, small_phantom.ct)
+    assert set(back.root_paths) == set(truth.root_paths)
+    assert np.allclose(back.root_paths["nerve root L4 left"], line)
+    table = json.loads((out / "labels.json").read_text())
+    del table["root_paths"]
+    (out / "labels.json").write_text(json.dumps(table))
+    assert dict(read_segmentation(out, small_phantom.ct).root_paths) == {}
+    with pytest.raises(ValueError, match="not a nerve root"):
+        Anatomy(truth.shape, truth.ijk_to_lps, truth.vertebrae, truth.structures, truth.items,
+                root_paths={"dural sac": line})
+    with pytest.raises(ValueError, match="two or more finite"):
+        Anatomy(truth.shape, truth.ijk_to_lps, truth.vertebrae, truth.structures, truth.items,
+                root_paths={"nerve root L4 left": line[:1]})
+
+
+def test_modelled_root_paths_are_the_painted_roots():
+    hu, grid, curve, arches, bone, _ = _straight_canal(csf_ellipse=True)
+    res = model_neural(hu, grid, curve, arches, bone.astype(np.uint8))
+    paths = res.root_paths()
+    assert set(paths) == set(res.roots) and paths
+    for name, pts in paths.items():
+        # the painted tube runs along the path: its voxels lie within a radius or so of it
+        vox = grid.index_to_lps(np.argwhere(res.roots[name]))
+        d = polyline_distance_mm(vox, pts)
+        assert d.max() <= res.root_models[name].radii_mm.max() + grid.spacing_mm, name

@@ -145,6 +145,11 @@ class NeuralResult:
     root_models: Dict[str, RootModel]
     foramina: Dict[str, Tuple[np.ndarray, str, str]] = dataclasses.field(default_factory=dict)
 
+    def root_paths(self) -> Dict[str, np.ndarray]:
+        """``root name → (n, 3)`` modelled centre line (LPS mm, dura outward), for
+        :attr:`surgplan.imaging.anatomy.Anatomy.root_paths`."""
+        return {name: self.root_models[name].points_lps.copy() for name in self.roots}
+
     def labels(self) -> List[Tuple[str, np.ndarray, str, str]]:
         """``(name, mask, provenance, notes)`` to paint in this order (inner last wins).
 
