@@ -31,7 +31,7 @@ from scipy.special import ndtr
 
 from surgplan.planning import procedures as P
 from surgplan.planning.context import (BONE_ILIUM_LEFT, BONE_ILIUM_RIGHT, BONE_NAMES, BONE_RIB,
-                                       PlanningContext, apply_affine)
+                                       BONE_VERTEBRA_OTHER, PlanningContext, apply_affine)
 from surgplan.planning.plan import Trajectory
 
 CATEGORIES = ("low", "moderate", "high", "infeasible")
@@ -562,6 +562,18 @@ def _pedicle_fit(ctx, vertebra, side, target, d, tool, length):
                       float((~in_v).sum() / n), src), note
 
 
+def _removable(label: str, proc) -> bool:
+    """Whether ``label`` ("L5 superior articular process left") is the procedure's own bone work.
+
+    Bone whose parts were not separated cannot be told and counts as removable.
+    """
+    if label.endswith(BONE_NAMES[BONE_VERTEBRA_OTHER]):
+        return True
+    part = label.split(" ", 1)[1] if " " in label else label
+    part = part.removesuffix(" left").removesuffix(" right")
+    return part in proc.removable_parts
+
+
 def _categorise(proc, traj, risks, bone_ml, hard_bone_ml, length, reaches, angles, midline,
                 kfit, knote, pfit, ctx, has_skin) -> Risk:
     infeasible, high, moderate = [], [], []
@@ -613,12 +625,26 @@ def _categorise(proc, traj, risks, bone_ml, hard_bone_ml, length, reaches, angle
     if proc.bone_is_obstacle:
         obstacle = {k: v for k, v in bone_ml.items() if not k.startswith(("ilium", "rib"))}
         total = sum(obstacle.values())
-        score += 0.3 * total
-        body = sum(v for k, v in obstacle.items() if k.endswith(" body"))
+        # bone outside the technique's own bone work (foraminoplasty: the articular
+        # processes) bounds the corridor: a pedicle, a body, the sacrum
+        # (procedures.SRC_FORAMINOPLASTY)
+        other = {k: v for k, v in obstacle.items() if not _removable(k, proc)}
+        other_ml = sum(other.values())
+        score += (P.REMOVABLE_BONE_SCORE_PER_ML * (total - other_ml)
+                  + P.OTHER_BONE_SCORE_PER_ML * other_ml)
+        if other_ml > P.OTHER_BONE_HIGH_ML:
+            names = ", ".join(f"{k} {v:.2f} ml" for k, v in other.items() if v >= 0.01)
+            msg = (f"the tool passes through {other_ml:.2f} ml of bone the technique does not "
+                   f"remove ({names}; more than {P.OTHER_BONE_HIGH_ML:g} ml; it removes "
+                   f"{' and '.join(proc.removable_parts)} bone)")
+            if " pedicle" in max(other, key=other.get):
+                msg += (": a transpedicular path, kept for highly migrated herniations "
+                        "(Krzok et al. 2016)")
+            high.append(msg)
         if total > 0.05:
             parts = ", ".join(f"{k} {v:.2f} ml" for k, v in obstacle.items() if v >= 0.01)
             msg = f"bone to remove {total:.2f} ml ({parts})"
-            (high if total > 2.0 or body > 1.0 else moderate).append(msg)
+            (high if total > 2.0 else moderate).append(msg)
     lv = traj.level
     rng = proc.midline_mm.get(lv)
     if rng is not None and has_skin and not rng.contains(midline):

@@ -135,6 +135,11 @@ class Procedure:
         vertebra's own frame those figures would all be near 0.
     medial_tilt_hard_deg : Range
         Tilts outside this range are not an approach of this procedure (hard constraint).
+    removable_parts : tuple of str
+        Vertebral parts (``PART_NAMES`` without the side) whose bone the technique removes
+        when ``bone_is_obstacle`` (foraminoplasty: the articular processes); any other bone
+        in the path costs more and beyond :data:`OTHER_BONE_HIGH_ML` is a high risk.
+        Bone whose parts were not separated counts as removable (it cannot be told).
     sources : tuple of str
     """
 
@@ -151,6 +156,8 @@ class Procedure:
     caudal_tilt_deg: Mapping[str, Range] = field(default_factory=dict)
     medial_tilt_hard_deg: Range = Range(-30.0, 85.0, "geometry: a posterior or posterolateral "
                                         "approach on the planned side")
+    removable_parts: Tuple[str, ...] = ("superior articular process",
+                                        "inferior articular process")
     sources: Tuple[str, ...] = ()
 
     def tool(self, name: Optional[str] = None) -> Tool:
@@ -176,6 +183,24 @@ SRC_SCREW_CANAL = (
     "roots, assessed on their own; the canal's epidural fat counts beyond a 2 mm breach "
     "(grade C), and the chance of that under placement error (about the ≤ 5 % C–E rate of "
     "navigated series) is no more than a moderate risk")
+SRC_FORAMINOPLASTY = (
+    "foraminoplasty widens the foramen by undercutting the superior articular process, at "
+    "times the inferior one (DOMAIN.md: facet bone that must be removed); the pedicles, "
+    "the bodies, the transverse processes and the sacrum bound the corridor and are not "
+    "part of it: a cannula through the lower vertebra's pedicle is the transpedicular route "
+    "kept for highly migrated herniations (Krzok et al., Eur Spine J 2016), and a path "
+    "through the sacrum or a body is not a transforaminal approach")
+SRC_LAMINOTOMY = ("interlaminar approach: the lamina's edge and the medial facet are trimmed "
+                  "(laminotomy, DOMAIN.md: IELD)")
+#: Risk score per ml of bone in a disc approach's cylinder: the procedure's own bone work
+#: (``Procedure.removable_parts``) and any other bone (SRC_FORAMINOPLASTY), so that a path
+#: skimming the SAP is preferred to one through a pedicle, a body or the sacrum.
+REMOVABLE_BONE_SCORE_PER_ML = 0.3
+OTHER_BONE_SCORE_PER_ML = 2.0
+#: More bone than this (ml) outside ``removable_parts`` in a disc approach's cylinder is a
+#: high risk: about a quarter of a 7 mm cannula's section over 15 mm (a pedicle's height);
+#: an endplate rim clipped at the target stays below it.
+OTHER_BONE_HIGH_ML = 0.15
 #: Medial breach into the canal a pedicle screw may make without harm (SRC_SCREW_CANAL).
 SCREW_CANAL_ALLOWANCE_MM = 2.0
 SRC_VESSEL = ("DOMAIN.md: great vessels if the tip passes the anterior annulus; ANATOMY.md: "
@@ -269,7 +294,8 @@ TELD = Procedure(
     caudal_tilt_deg=_per_level(_TELD_CAUDAL, SRC_TELD_SAGITTAL),
     medial_tilt_hard_deg=Range(0.0, 85.0, "a transforaminal path comes from the side and "
                                "behind, pointing medially"),
-    sources=(SRC_CANNULA, SRC_ROOT, SRC_TELD_ENTRY, SRC_TELD_SAGITTAL, SRC_ILIUM),
+    sources=(SRC_CANNULA, SRC_ROOT, SRC_TELD_ENTRY, SRC_TELD_SAGITTAL, SRC_ILIUM,
+             SRC_FORAMINOPLASTY),
 )
 
 IELD = Procedure(
@@ -297,7 +323,8 @@ IELD = Procedure(
     medial_tilt_deg=_per_level({lv: (-10, 25) for lv in _TELD_MIDLINE},
                                "posterior interlaminar approach, near sagittal"),
     medial_tilt_hard_deg=Range(-30.0, 45.0, "an interlaminar path comes from behind"),
-    sources=(SRC_CANNULA, "DOMAIN.md: IELD mostly at L5-S1"),
+    removable_parts=("lamina", "inferior articular process", "superior articular process"),
+    sources=(SRC_CANNULA, "DOMAIN.md: IELD mostly at L5-S1", SRC_LAMINOTOMY),
 )
 
 PEDICLE_SCREW = Procedure(

@@ -21,13 +21,21 @@ from surgplan.core.errors import PlanningError
 from surgplan.core.progress import CancelToken, check
 from surgplan.planning import procedures as P
 from surgplan.planning.context import (BONE_ILIUM_LEFT, BONE_ILIUM_RIGHT, BONE_RIB,
-                                       PlanningContext, apply_affine)
+                                       BONE_VERTEBRA_OTHER, PlanningContext, apply_affine)
 from surgplan.planning.metrics import (CATEGORIES, SOFTNESS_MM, TrajectoryMetrics, danger,
                                        evaluate)
 from surgplan.planning.plan import Tool, Trajectory
 from surgplan.planning.targets import SIDE_SIGN, compute_target
+from surgplan.imaging.structures import PART_NAMES
 
 MAP_STEP_MM = 2.0
+
+
+def _removable_codes(proc: P.Procedure) -> list:
+    """Bone codes of the procedure's own bone work, and of bone whose parts are unknown."""
+    keep = set(proc.removable_parts)
+    return [c for c, n in PART_NAMES.items()
+            if n.removesuffix(" left").removesuffix(" right") in keep] + [BONE_VERTEBRA_OTHER]
 
 
 def _dot(rows: np.ndarray, vec: np.ndarray) -> np.ndarray:
@@ -209,8 +217,11 @@ def _map_scores(ctx, proc, level, side, tool, target, V, error_mm, error_deg,
         if hard_codes:
             feasible[a:b] &= ~np.isin(codes, list(hard_codes)).any(1)
         if proc.bone_is_obstacle:
-            bone_len = ((codes > 0) & (codes < BONE_ILIUM_LEFT)).sum(1) * MAP_STEP_MM
-            score[a:b] += 0.3 * bone_len * math.pi * r * r / 1000.0
+            ml_per_sample = MAP_STEP_MM * math.pi * r * r / 1000.0  # on the axis only
+            bone = (codes > 0) & (codes < BONE_ILIUM_LEFT)
+            other_n = (bone & ~np.isin(codes, _removable_codes(proc))).sum(1)
+            score[a:b] += (P.REMOVABLE_BONE_SCORE_PER_ML * (bone.sum(1) - other_n)
+                           + P.OTHER_BONE_SCORE_PER_ML * other_n) * ml_per_sample
     return score, feasible
 
 
