@@ -153,7 +153,8 @@ def test_phantom_vertebrae_are_whole_and_named_right(small_phantom, phantom_anat
     """Every vertebra of the 1.6 mm phantom, its arch included, with its right name.
 
     Floors are this grid's measured figures less a margin (L1–L4 0.94–0.96, L5
-    0.92, T12 0.89: the rib necks; S1 0.89: the alae against the ilia);
+    0.92; T12 0.94 and S1 0.95 since the rib heads and the ilia are cut off at
+    their joints on the input's grid, before 0.90 and 0.89);
     benchmarks/segmentation.py prints the full-resolution figures against the
     0.93 target.
     """
@@ -163,7 +164,7 @@ def test_phantom_vertebrae_are_whole_and_named_right(small_phantom, phantom_anat
     for name in VERTEBRAE:
         assert _truth_of(case, a, name) == name
         assert not a.structure(name).provisional, a.findings
-        floor = {"T12": 0.86, "S1": 0.86, "L5": 0.88}.get(name, 0.91)
+        floor = {"T12": 0.91, "S1": 0.92, "L5": 0.88}.get(name, 0.91)
         assert _phantom_dice(case, a, name) >= floor, name
         r = np.argwhere(case.labels == case.label_value(name)).mean(0)[::-1] @ aff[:3, :3].T + aff[:3, 3]
         assert np.linalg.norm(a.structure(name).centroid_lps - r) <= 3.5, name
@@ -181,6 +182,30 @@ def test_phantom_discs_between_the_right_vertebrae(small_phantom, phantom_anatom
     for upper, lower in zip(VERTEBRAE[:-1], VERTEBRAE[1:]):
         name = f"disc {upper}-{lower}"
         assert _phantom_dice(case, a, name) >= 0.83, name
+
+
+def test_bone_taken_across_a_joint_space_goes_back_to_its_own_side():
+    """A vertebra label that took a neighbour bone's edge across a 2 mm joint space loses it.
+
+    Two bone blocks (sacrum, ilium) with a fat-filled joint space between them;
+    the sacrum's label reaches 14 mm into the ilium, as the working grid's
+    split left it where the joint blurred shut.
+    """
+    from surgplan.imaging.segment.vertebrae import split_sacroiliac
+
+    sp = 0.8
+    hu = np.full((30, 50, 140), -100, np.int16)
+    hu[5:25, 10:40, 10:70] = 300    # sacrum, x 8–56 mm
+    hu[5:25, 10:40, 73:130] = 300   # ilium beyond a 2.4 mm joint space
+    vert = np.zeros(hu.shape, np.uint16)
+    vert[5:25, 10:40, 10:90] = 7    # the label reaches into the ilium
+    vert[5:25, 10:40, 70:73] = 7    # and holds the joint space
+    aff = np.diag([sp, sp, sp, 1.0])
+    centre = np.array([40 * sp, 12 * sp, 15 * sp])  # midline plane at x = 32 mm
+    out = split_sacroiliac(vert, hu, aff, 7, centre, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
+    assert not np.any(out[:, :, 73:] == 7)
+    assert np.all(out[5:25, 10:40, 10:70] == 7)
+    assert not np.any(out[vert == 0])
 
 
 @pytest.mark.parametrize("spec, expect", [

@@ -5,7 +5,8 @@ spine curve through the bodies → disc planes from the profile along the curve 
 bodies cut between the planes → posterior elements by a marker watershed →
 interiors filled → names from the sacrum and the ribs → discs and canal.
 The scout steps run on a 2 mm grid, the rest on a 1.5 mm grid cropped around the
-spine; labels go back to the input grid by nearest neighbour.
+spine; labels go back to the input grid by nearest neighbour, where the edges and
+the sacroiliac and costovertebral joints are settled at the input's resolution.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from surgplan.imaging.segment.spine_curve import fit_spine_curve
 from surgplan.imaging.segment.surroundings import SpineContext, segment_surroundings
 from surgplan.imaging.segment.vertebrae import (
     BONE_HU, fill_unlabelled, label_canal, label_discs, label_vertebrae, refine_on_input,
-    segments_from_planes, trim_ribs,
+    segments_from_planes, split_ribs, split_sacroiliac, trim_ribs,
 )
 from surgplan.imaging.structures import disc_name, kind_of, level_of
 from surgplan.imaging.volume import Volume
 
 SCOUT_MM = 2.0
 WORK_MM = 1.5
+#: Largest voxel edge (mm) at which the costovertebral joints are looked for.
+RIB_JOINT_VOXEL_MM = 2.0
 #: Smallest field (mm) along each axis in which a vertebra could be separated.
 MIN_FIELD_MM = 30.0
 
@@ -201,6 +204,18 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     # edges at the input's resolution where it is finer than the working grid
     vert_in = refine_on_input(vert_in, np.asarray(volume.array), volume.spacing_mm[::-1],
                               struct_in == 0, WORK_MM)
+    # the sacroiliac and costovertebral joints, resolved at the input's own resolution
+    if order and order[-1] == 1 and segs[0].lower is None and naming.names[0] == "S1":
+        vert_in = split_sacroiliac(vert_in, np.asarray(volume.array), volume.ijk_to_lps,
+                                   len(order), segs[0].centre_lps, segs[0].u, segs[0].v)
+    # (a rib's joints show only in voxels of ≤ 2 mm; at 3 mm the cut by distance stands:
+    # the real CT's T12 lost Dice with it, 0.886 -> 0.883)
+    fine = float(np.max(volume.spacing_mm)) <= RIB_JOINT_VOXEL_MM
+    for k in ribs if fine else ():
+        if k + 1 in order:
+            sg = segs[k]
+            vert_in = split_ribs(vert_in, np.asarray(volume.array), volume.ijk_to_lps,
+                                 order.index(k + 1) + 1, sg.centre_lps, sg.u, sg.v)
     parts_in = np.where(vert_in > 0, work.labels_onto(parts_w, image), 0).astype(np.uint8)
     parts_in = fill_unlabelled(parts_in, vert_in > 0)
     check(cancel)

@@ -13,8 +13,13 @@
 4. *Solid*: each label closed (≈ 3 mm) and its cavities filled; each body
    closed (≈ 5 mm) and filled slice by slice inside its own column, so the
    label is the whole vertebra, not its cortex.
-5. *Discs*: the non-bone band around each disc plane inside the body column.
-6. *Canal*: non-bone, CSF/fat-density voxels within ≈ 11 mm of the canal track.
+5. *Joints at the input's resolution*: the sacroiliac joints and, for the
+   rib-bearing vertebrae, the costovertebral and costotransverse joints are
+   dark clefts a few millimetres wide that the working grid blurs shut; the
+   sacrum and those vertebrae give back what they took across them
+   (:func:`split_sacroiliac`, :func:`split_ribs`).
+6. *Discs*: the non-bone band around each disc plane inside the body column.
+7. *Canal*: non-bone, CSF/fat-density voxels within ≈ 11 mm of the canal track.
 """
 
 from __future__ import annotations
@@ -648,3 +653,162 @@ def label_canal(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve, taken: np.n
         hit = np.unique(cl[line & m])
         m = np.isin(cl, hit[hit > 0])
     return m
+
+
+#: Bone within this distance (mm) of the midline plane is sacrum whatever it
+#: touches (the S1 body is ≈ 45–50 mm wide); the sacroiliac joints lie
+#: ≈ 35–55 mm from the midline.
+SACRUM_CORE_MM = 20.0
+#: Bone beyond this distance (mm) from the midline plane that no vertebra holds,
+#: and more than :data:`NEIGHBOUR_DEPTH_MM` from the label, is ilium.
+ILIUM_SEED_MM = 35.0
+#: How far (mm) into a neighbouring bone its seed starts, as the vertebra's does
+#: into the vertebra: where the two touch without a visible joint space (a
+#: blurred or narrowed joint) the boundary then falls near the contact.
+NEIGHBOUR_DEPTH_MM = 5.0
+
+
+def split_sacroiliac(vert: np.ndarray, hu: np.ndarray, ijk_to_lps: np.ndarray, sacrum: int,
+                     centre_lps: np.ndarray, lateral: np.ndarray,
+                     posterior: np.ndarray) -> np.ndarray:
+    """Cut the sacrum label at the sacroiliac joints, on the input's own grid.
+
+    On the 1.5 mm working grid a 2–4 mm joint space between two cortices blurs
+    into one bright ridge, and the geodesic split there hands the sacrum the
+    medial, posterior part of each ilium (the part that wraps behind the alae).
+    At the input's resolution the joint is a dark cleft (:func:`split_at_joint`).
+
+    Parameters
+    ----------
+    vert : numpy.ndarray
+        Vertebra labels on the input grid ``[k, j, i]``.
+    hu : numpy.ndarray
+        The input CT (HU), same shape.
+    ijk_to_lps : numpy.ndarray
+        4 × 4 affine of the input grid.
+    sacrum : int
+        The sacrum's value in ``vert``.
+    centre_lps : numpy.ndarray
+        A point on the sacrum's midline (LPS mm).
+    lateral, posterior : numpy.ndarray
+        The sacrum's left-right and antero-posterior unit vectors (LPS).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``vert`` with the ilium voxels taken out of the sacrum.
+    """
+    return split_at_joint(vert, hu, ijk_to_lps, sacrum, centre_lps, lateral, posterior,
+                          SACRUM_CORE_MM, ILIUM_SEED_MM)
+
+
+#: Bone within this distance (mm) of the midline plane is the rib-bearing
+#: vertebra's own (the middle of its body, its lamina and spinous process): the
+#: rib heads meet the bodies' sides ≈ 15–20 mm from the midline.
+RIB_CORE_MM = 10.0
+
+
+def split_ribs(vert: np.ndarray, hu: np.ndarray, ijk_to_lps: np.ndarray, value: int,
+               centre_lps: np.ndarray, lateral: np.ndarray, posterior: np.ndarray) -> np.ndarray:
+    """Cut a rib-bearing vertebra's label at its costovertebral and costotransverse joints.
+
+    :func:`trim_ribs` leaves the rib heads and necks within
+    :data:`THORACIC_LATERAL_MM` of the midline in the vertebra; the rib beyond
+    (no vertebra's) seeds the rib's side of :func:`split_at_joint`, run on the
+    input's own grid, where the joints show.  Parameters as
+    :func:`split_sacroiliac`.
+    """
+    return split_at_joint(vert, hu, ijk_to_lps, value, centre_lps, lateral, posterior,
+                          RIB_CORE_MM, THORACIC_LATERAL_MM)
+
+
+def split_at_joint(vert: np.ndarray, hu: np.ndarray, ijk_to_lps: np.ndarray, value: int,
+                   centre_lps: np.ndarray, lateral: np.ndarray, posterior: np.ndarray,
+                   core_mm: float, neighbour_mm: float) -> np.ndarray:
+    """Give back to a lateral neighbour bone what a vertebra label took across their joint.
+
+    A marker watershed on the input's own grid, in the label and the bone no
+    vertebra holds: seeded with the label within ``core_mm`` of the midline
+    plane and with the unlabelled bone beyond ``neighbour_mm``, behind the
+    body's centre and more than :data:`NEIGHBOUR_DEPTH_MM` from the label (the
+    ilium, the ribs; contrast-filled vessels lie in front and seed nothing).  The
+    elevation is flat (each voxel goes to the side nearest along the bone)
+    except in the joint space, a valley darker than the bone within ≈ 2.5 mm
+    on both sides, raised one level, so each side first takes all it reaches
+    without crossing a joint.  The label only loses voxels; it stays one piece.
+
+    Parameters
+    ----------
+    vert, hu, ijk_to_lps
+        Labels, CT (HU) and affine of the input grid.
+    value : int
+        The label to split.
+    centre_lps, lateral, posterior : numpy.ndarray
+        Its body's centre and its left-right and antero-posterior unit vectors (LPS).
+    core_mm, neighbour_mm : float
+        Distances (mm) from the midline plane of the two kinds of seed.
+    """
+    m = vert == value
+    if not m.any():
+        return vert
+    aff = np.asarray(ijk_to_lps, float)
+    sp = np.linalg.norm(aff[:3, :3], axis=0)[::-1]  # k, j, i
+    nz = [np.nonzero(np.any(m, axis=a))[0] for a in ((1, 2), (0, 2), (0, 1))]
+    pad = np.ceil(15.0 / sp).astype(int)
+    box = tuple(slice(max(int(z[0]) - p, 0), int(z[-1]) + p + 1) for z, p in zip(nz, pad))
+    lab = vert[box]
+    own = lab == value
+    hu_s = ndi.gaussian_filter(np.asarray(hu[box], np.float32), 0.5)
+    # distance of each voxel from the midline plane, along the left-right axis
+    kji0 = np.array([s.start for s in box], float)
+    u = np.asarray(lateral, float)
+    g = u @ aff[:3, :3]  # d(a_u)/d(i, j, k)
+    a0 = (aff[:3, 3] + aff[:3, :3] @ kji0[::-1] - np.asarray(centre_lps, float)) @ u
+    kk, jj, ii = np.ogrid[:lab.shape[0], :lab.shape[1], :lab.shape[2]]
+    a_u = np.abs(a0 + g[2] * kk + g[1] * jj + g[0] * ii).astype(np.float32)
+    w = np.asarray(posterior, float)
+    gv = w @ aff[:3, :3]
+    v0 = (aff[:3, 3] + aff[:3, :3] @ kji0[::-1] - np.asarray(centre_lps, float)) @ w
+    behind = (v0 + gv[2] * kk + gv[1] * jj + gv[0] * ii) > 0.0
+    free_bone = (hu_s >= BONE_HU) & (lab == 0)
+    domain = own | free_bone
+    seeds = np.zeros(lab.shape, np.uint8)
+    seeds[own & (a_u < core_mm)] = 1
+    away = ndi.distance_transform_edt(~own, sampling=sp) > NEIGHBOUR_DEPTH_MM
+    seeds[free_bone & (a_u > neighbour_mm) & behind & away] = 2
+    del away
+    if not np.any(seeds == 1) or not np.any(seeds == 2):
+        return vert
+    # only bone joined to a seed takes part (a piece of the label joined to the
+    # neighbour alone is the neighbour's)
+    comp, _ = ndi.label(domain)
+    hit = np.unique(comp[seeds > 0])
+    domain &= np.isin(comp, hit[hit > 0])
+    seeds[~domain] = 0
+    size = [2 * max(1, int(round(2.5 / v))) + 1 for v in sp]
+    valley = (ndi.grey_closing(hu_s, size=size) - hu_s) > JOINT_VALLEY_HU
+    elev = np.where(domain, valley.astype(np.float32), 2.0).astype(np.float32)
+    del valley
+    ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+        sitk.GetImageFromArray(elev), sitk.GetImageFromArray(seeds),
+        markWatershedLine=False, fullyConnected=False))
+    ws[~domain] = 0
+    other = ws == 2
+    # pieces of the label joined to neither seed follow the nearest side
+    loose = own & (ws == 0)
+    if loose.any() and ws.any():
+        _, idx = ndi.distance_transform_edt(ws == 0, sampling=sp, return_indices=True)
+        other |= loose & (ws[idx[0], idx[1], idx[2]] == 2)
+        del idx
+    out = vert.copy()
+    sub = out[box]
+    sub[own & other] = 0
+    keep = sub == value
+    cl, k = ndi.label(keep)
+    if k > 1:
+        sizes = np.bincount(cl.ravel())
+        sizes[0] = 0
+        sub[keep & (cl != int(np.argmax(sizes)))] = 0
+    out[box] = sub
+    return out
+
