@@ -21,7 +21,7 @@ from surgplan.core.progress import CancelToken, ProgressCallback, check, no_prog
 from surgplan.imaging.anatomy import Anatomy, Structure, VertebraFrame
 from surgplan.imaging.segment.body import body_outline, hounsfield_problem
 from surgplan.imaging.segment.canal import track_canal
-from surgplan.imaging.segment.discs import find_disc_planes
+from surgplan.imaging.segment.discs import find_disc_planes, label_discs, refine_discs_on_input
 from surgplan.imaging.segment.grid import WorkGrid, label_centroids_lps, volume_box_lps
 from surgplan.imaging.segment.naming import name_segments, rib_bearing_segments
 from surgplan.imaging.segment.neural import model_neural
@@ -29,7 +29,7 @@ from surgplan.imaging.segment.parts import label_parts, spans_from_segments
 from surgplan.imaging.segment.spine_curve import fit_spine_curve
 from surgplan.imaging.segment.surroundings import SpineContext, segment_surroundings
 from surgplan.imaging.segment.vertebrae import (
-    BONE_HU, fill_unlabelled, label_canal, label_discs, label_vertebrae, refine_on_input,
+    BONE_HU, fill_unlabelled, label_canal, label_vertebrae, refine_on_input,
     segments_from_planes, split_ribs, split_sacroiliac, trim_ribs,
 )
 from surgplan.imaging.structures import disc_name, kind_of, level_of
@@ -216,6 +216,10 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
             sg = segs[k]
             vert_in = split_ribs(vert_in, np.asarray(volume.array), volume.ijk_to_lps,
                                  order.index(k + 1) + 1, sg.centre_lps, sg.u, sg.v)
+    # the discs' endplate edges at the input's resolution, against the final vertebrae
+    struct_in = refine_discs_on_input(struct_in, [v for _, v, _ in disc_items],
+                                      np.asarray(volume.array), volume.spacing_mm[::-1],
+                                      vert_in, WORK_MM)
     parts_in = np.where(vert_in > 0, work.labels_onto(parts_w, image), 0).astype(np.uint8)
     parts_in = fill_unlabelled(parts_in, vert_in > 0)
     check(cancel)

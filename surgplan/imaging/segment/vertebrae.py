@@ -68,9 +68,6 @@ EDGE_PEAK_CAP_HU = 400.0
 #: cap of 400 HU put the edge one voxel outside the bone (phantom at 0.8 mm:
 #: the first voxel outside read ≈ 230 HU and was kept).
 REFINE_PEAK_CAP_HU = 700.0
-#: A disc reaches this far (mm) from the curve: a lumbosacral disc is ≈ 50 mm
-#: wide; the endplates' footprint bounds each disc more closely.
-DISC_RADIUS_MM = 24.0
 #: Bone farther than this (mm) from every vertebra's axis, at its height, is
 #: ilium or rib: lumbar transverse processes end ≈ 45–50 mm from the midline.
 LATERAL_MARKER_MM = 62.0
@@ -545,94 +542,6 @@ def trim_ribs(vert: np.ndarray, grid: WorkGrid, segs: list, rib_levels) -> np.nd
         zyx = np.stack(np.unravel_index(idx, out.shape), axis=1)
         a_u = (grid.index_to_lps(zyx) - segs[k].centre_lps) @ segs[k].u
         out.ravel()[idx[np.abs(a_u) > THORACIC_LATERAL_MM]] = 0
-    return out
-
-
-def label_discs(hu_s: np.ndarray, grid: WorkGrid, segs: list, vert: np.ndarray) -> dict:
-    """Disc masks: the non-bone band (≤ 10 mm from a plane) inside the body column.
-
-    Returns ``{index_of_lower_segment: mask}`` for each plane that has a body on
-    both sides (segments are 1-based, caudal to cranial).
-    """
-    out = {}
-    shape = hu_s.shape
-    for n in range(1, len(segs)):
-        lower, upper = segs[n - 1], segs[n]
-        plane = lower.upper
-        if plane is None or upper.lower is not plane:
-            continue
-        # the disc lies within 25 mm of its centre: work on those slices only
-        zc = grid.lps_to_index(plane.point_lps)[0]
-        z0 = int(np.clip(np.floor(zc - 25.0 / grid.spacing_mm), 0, shape[0]))
-        z1 = int(np.clip(np.ceil(zc + 25.0 / grid.spacing_mm) + 1, 0, shape[0]))
-        if z1 <= z0:
-            continue
-        zyx = np.indices((z1 - z0,) + shape[1:], dtype=np.float32).reshape(3, -1).T
-        zyx[:, 0] += z0
-        pts = grid.index_to_lps(zyx).astype(np.float32)
-        del zyx
-        hu = hu_s[z0:z1].ravel()
-        d = pts - plane.point_lps.astype(np.float32)
-        along = d @ plane.normal
-        radial = np.linalg.norm(d - along[:, None] * plane.normal, axis=1)
-        back = d @ lower.v
-        off = 0.5 * (lower.canal_offset_mm + upper.canal_offset_mm)
-        # back to the bodies' posterior wall (≈ 5 mm in front of the canal's centre)
-        m = (np.abs(along) < 10.0) & (radial < DISC_RADIUS_MM) & (back < off - 5.0)
-        # not wider than the endplates: the psoas and vessels beside it read as annulus
-        m &= _endplate_footprint(pts, plane, lower, vert[z0:z1].ravel(), (n, n + 1), off,
-                                 grid.spacing_mm)
-        # the disc's edge against an endplate is the half-maximum between the
-        # disc and the endplate's cortex, as every other bone edge: blurred by
-        # the cortex, the disc's last voxel reads 150–250 HU
-        size = 2 * max(1, int(round(2.5 / grid.spacing_mm))) + 1
-        peak = np.minimum(ndi.maximum_filter(hu_s[z0:z1], size=size), EDGE_PEAK_CAP_HU)
-        level = np.maximum(plane.endplate_hu, 0.5 * (peak.ravel() + plane.disc_hu))
-        del peak
-        m &= (hu >= 20.0) & (hu < level) & (vert[z0:z1].ravel() == 0)
-        m = m.reshape((z1 - z0,) + shape[1:])
-        cl, k = ndi.label(m)
-        if k > 1:
-            sizes = np.bincount(cl.ravel())
-            sizes[0] = 0
-            m = cl == int(np.argmax(sizes))
-        if m.any():
-            full = np.zeros(shape, bool)
-            full[z0:z1] = m
-            out[n] = full
-    return out
-
-
-def _endplate_footprint(pts: np.ndarray, plane, lower, vert: np.ndarray, labels, off_mm: float,
-                        step_mm: float) -> np.ndarray:
-    """Whether each point lies over the endplates that bound a disc (seen along its normal).
-
-    A disc is as wide as the endplates above and below it; the psoas and the
-    vessels that touch it read the same as the annulus.  The footprint is the
-    union of the two bodies' voxels within 12 mm of the disc plane (the front of
-    a lordotic disc is ≈ 15 mm high), in front of the canal, projected onto the
-    plane, closed and filled, and widened by one step.
-    """
-    e1 = np.cross(plane.normal, lower.v)
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(plane.normal, e1)
-    d = pts - plane.point_lps.astype(np.float32)
-    along = d @ plane.normal
-    c1 = np.round((d @ e1) / step_mm).astype(int)
-    c2 = np.round((d @ e2) / step_mm).astype(int)
-    del d
-    r = int(np.ceil(30.0 / step_mm))
-    inside = (np.abs(c1) <= r) & (np.abs(c2) <= r)
-    near = inside & (np.abs(along) < 12.0) & np.isin(vert, labels) \
-        & ((pts - plane.point_lps) @ lower.v < off_mm - 5.0)
-    fp = np.zeros((2 * r + 1, 2 * r + 1), bool)
-    fp[c1[near] + r, c2[near] + r] = True
-    if not fp.any():
-        return np.ones(len(pts), bool)
-    fp = ndi.binary_closing(np.pad(fp, 3), iterations=3)[3:-3, 3:-3]
-    fp = ndi.binary_dilation(ndi.binary_fill_holes(fp))
-    out = np.zeros(len(pts), bool)
-    out[inside] = fp[c1[inside] + r, c2[inside] + r]
     return out
 
 
