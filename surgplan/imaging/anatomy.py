@@ -238,8 +238,9 @@ class Anatomy:
         """A new Anatomy with vertebra ``old`` called ``new``; the name is recorded as edited.
 
         For transitional anatomy (six lumbar vertebrae, sacralisation) the user
-        decides.  Discs named after ``old`` are renamed with it.  The labels do
-        not change.
+        decides.  Discs, neural foramina and exiting roots named after ``old``
+        are renamed with it (and the roots' ``root_paths``).  The labels do not
+        change.
 
         Raises
         ------
@@ -266,7 +267,21 @@ class Anatomy:
                 upper = new if upper == old else upper
                 lower = new if lower == old else lower
                 it = dataclasses.replace(it, name=f"disc {upper}-{lower}", notes=why)
+            elif it.kind in ("foramen", "nerve root"):
+                renamed = _renamed_level(it.name, old, new)
+                if renamed != it.name:
+                    it = dataclasses.replace(it, name=renamed)
             items.append(it)
+        paths = {_renamed_level(n, old, new): p for n, p in self.root_paths.items()}
         return dataclasses.replace(
-            self, items=tuple(items), findings=self.findings + (f"{old} renamed {new} by the user",)
+            self, items=tuple(items),
+            findings=self.findings + (f"{old} renamed {new} by the user",), root_paths=paths,
         )
+
+
+def _renamed_level(name: str, old: str, new: str) -> str:
+    """``foramen L4-L5 left`` / ``nerve root L5 left`` with vertebra ``old`` called ``new``."""
+    words = name.split(" ")
+    levels = words[-2].split("-")
+    words[-2] = "-".join(new if lv == old else lv for lv in levels)
+    return " ".join(words)

@@ -255,3 +255,19 @@ def test_modelled_root_paths_are_the_painted_roots():
         vox = grid.index_to_lps(np.argwhere(res.roots[name]))
         d = polyline_distance_mm(vox, pts)
         assert d.max() <= res.root_models[name].radii_mm.max() + grid.spacing_mm, name
+
+
+def test_renaming_a_vertebra_renames_its_foramina_and_roots(small_phantom_truth):
+    """Transitional anatomy: the user calls L5 'L6'; the foramen and root names follow, so
+    the planner still finds the root exiting below that vertebra and the foramen it uses."""
+    b = small_phantom_truth.rename("L5", "L6")
+    assert "foramen L5-S1 left" not in b.names and "nerve root L5 left" not in b.names
+    assert np.array_equal(b.mask("foramen L4-L6 left"),
+                          small_phantom_truth.mask("foramen L4-L5 left"))
+    assert np.array_equal(b.mask("foramen L6-S1 right"),
+                          small_phantom_truth.mask("foramen L5-S1 right"))
+    assert np.array_equal(b.mask("nerve root L6 right"),
+                          small_phantom_truth.mask("nerve root L5 right"))
+    assert np.allclose(b.root_paths["nerve root L6 right"],
+                       small_phantom_truth.root_paths["nerve root L5 right"])
+    assert "nerve root L5 right" not in b.root_paths
