@@ -16,7 +16,6 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from surgplan.imaging.structures import VERTEBRA_ORDER
 
 #: Lateral distance (mm) from the body centre beyond which bone is ilium or rib.
 ILIUM_LATERAL_MM = 45.0
@@ -176,10 +175,7 @@ def name_segments(bone_flat: np.ndarray, pts: np.ndarray, segs: list, voxel_ml: 
     if ribs:
         # the last rib-bearing vertebra: the lowest of a run of ribbed levels
         t12 = min(ribs)
-    i_t12 = VERTEBRA_ORDER.index("T12")
-    i_s1 = VERTEBRA_ORDER.index("S1")
     if sacrum:
-        offset = i_s1  # segment 0 is S1
         provisional = False
         if t12 is not None:
             lumbar = t12 - 1
