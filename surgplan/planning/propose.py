@@ -10,6 +10,7 @@ best distinct trajectories.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -320,7 +321,42 @@ def propose(ctx: PlanningContext, procedure, level: str, side: str, tool: Option
         check(cancel)
     ranked = sorted(results, key=lambda i: _rank(results[i]))
     pick = _thin(V, np.array(ranked), 10.0, count)
-    return [results[i] for i in pick]
+    out = [results[i] for i in pick]
+    if out:
+        out[0] = _explain_tilt(proc, level, target, V, score, feasible, out[0], ev)
+    return out
+
+
+def _explain_tilt(proc, level, target, V, score, feasible, best, ev) -> TrajectoryMetrics:
+    """``best`` with a note on why it lies outside the usual craniocaudal tilt, if it does.
+
+    A surgeon expects the usual tilt (e.g. ≈ 10° caudal at L4-L5); when the proposal
+    departs from it, the best entry within it is evaluated and its first reason given
+    (a root in the way, the iliac crest), so the departure is explained, not only flagged.
+    Five entries within the usual tilt are evaluated in full (≈ 0.1 s).
+    """
+    rng = proc.caudal_tilt_deg.get(level)
+    if rng is None or rng.contains(best.angles_deg["patient"]["caudal_tilt"]):
+        return best
+    D = target[None, :] - V
+    cau = np.degrees(np.arctan2(-D[:, 2], np.abs(D[:, 1])))  # patient axes, + caudal
+    inside = np.ones(len(V), bool)
+    if rng.low is not None:
+        inside &= cau >= rng.low
+    if rng.high is not None:
+        inside &= cau <= rng.high
+    head = f"the usual craniocaudal tilt at {level} is {rng.text()}° ({rng.source})"
+    idx = np.nonzero(inside)[0]
+    if not len(idx):
+        note = f"{head}: no reachable skin entry behind the target gives it"
+    else:
+        # the map samples the axis only: evaluate a few in full (cylinder, Monte Carlo)
+        order = idx[np.lexsort((score[idx], ~feasible[idx]))]
+        alt = min((ev(V[j]) for j in _thin(V, order, 8.0, 5)), key=_rank)
+        why = alt.risk.reasons[0] if alt.risk.reasons else "no reason against it"
+        note = (f"{head}; the best path within it "
+                f"({alt.angles_deg['patient']['caudal_tilt']:.0f}°) is {alt.category}: {why}")
+    return dataclasses.replace(best, notes=best.notes + (note,))
 
 
 def _screw_for(ctx, vertebra, side, given: Optional[Tool]):

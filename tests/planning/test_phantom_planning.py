@@ -386,3 +386,20 @@ def test_a_teld_path_through_the_pedicle_is_high(ctx):
     assert m.bone_removed_ml["L5 pedicle left"] > 0.3, m.bone_removed_ml
     assert m.category in ("high", "infeasible")
     assert any("transpedicular" in r for r in m.risk.reasons), m.risk.reasons
+
+
+def test_a_proposal_outside_the_usual_tilt_says_what_blocks_the_usual_one(teld):
+    proc = get_procedure("teld")
+    outside = 0
+    for (lv, side), props in teld.items():
+        best = props[0]
+        notes = [n for n in best.notes if n.startswith("the usual craniocaudal tilt")]
+        if proc.caudal_tilt_deg[lv].contains(best.angles_deg["patient"]["caudal_tilt"]):
+            assert not notes, (lv, side, notes)
+        else:
+            outside += 1
+            assert len(notes) == 1 and "the best path within it" in notes[0], best.notes
+            if (lv, side) == ("L5-S1", "left"):
+                # the iliac crest blocks the usual 12-42° there (DOMAIN.md: Sousa et al.)
+                assert "ilium left" in notes[0], notes[0]
+    assert outside >= 1  # L5-S1 on the phantom is steeper than the usual 42°
