@@ -44,6 +44,8 @@ def _rebuild(anatomy: Anatomy, maps: dict, items, finding: str, parts=None) -> A
         maps.get("vertebrae", anatomy.vertebrae), maps.get("structures", anatomy.structures),
         _ordered(items), anatomy.findings + (finding,),
         anatomy.parts if parts is None else parts,
+        # a root's centre line is a model, not drawn from the labels an edit changes
+        root_paths={n: p for n, p in anatomy.root_paths.items() if n in {i.name for i in items}},
     )
 
 

@@ -222,6 +222,9 @@ def test_transitional_or_cut_spine_is_flagged_not_guessed(spec, expect):
     assert a.vertebra_names, a.findings
     assert all(a.structure(n).provisional for n in a.vertebra_names)
     assert any(expect in f for f in a.findings), a.findings
+    # a root or foramen named after a provisional vertebra is provisional with it
+    named_after = [s for s in a.items if s.kind in ("nerve root", "foramen")]
+    assert named_after and all(s.provisional for s in named_after)
     # provisional, but still the count a surgeon would make from the anchors seen
     for name in a.vertebra_names:
         assert _truth_of(case, a, name) == name

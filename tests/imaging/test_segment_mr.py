@@ -321,3 +321,15 @@ def load_real_mr(folder, case):
 
 def _centroid(mask: np.ndarray, aff: np.ndarray) -> np.ndarray:
     return aff[:3, :3] @ np.argwhere(mask).mean(0)[::-1] + aff[:3, 3]
+
+
+def test_mr_roots_carry_their_centre_lines(segmented):
+    from surgplan.imaging.segment.neural import polyline_distance_mm
+
+    roots = {s.name for s in segmented.items if s.kind == "nerve root"}
+    assert roots and set(segmented.root_paths) == roots
+    for name, pts in segmented.root_paths.items():
+        vox = np.argwhere(segmented.mask(name))[:, ::-1] @ segmented.ijk_to_lps[:3, :3].T \
+            + segmented.ijk_to_lps[:3, 3]
+        # the painted root is the tube around its line (radius <= 3.5 mm, 1.6 mm voxels)
+        assert np.mean(polyline_distance_mm(vox, pts) <= 5.5) >= 0.95, name

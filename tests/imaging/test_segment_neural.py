@@ -271,3 +271,21 @@ def test_renaming_a_vertebra_renames_its_foramina_and_roots(small_phantom_truth)
     assert np.allclose(b.root_paths["nerve root L6 right"],
                        small_phantom_truth.root_paths["nerve root L5 right"])
     assert "nerve root L5 right" not in b.root_paths
+
+
+def test_segment_ct_gives_each_root_its_centre_line(seg, small_phantom_truth):
+    """The segmentation's Anatomy carries a centre line for every labelled root, running
+    along the true root, and keeps it through an edit elsewhere."""
+    from surgplan.imaging.anatomy_edits import paint
+
+    roots = [s.name for s in seg.items if s.kind == "nerve root"]
+    assert roots and set(seg.root_paths) == set(roots)
+    for name in ("nerve root L3 left", "nerve root L4 right"):
+        true_line = small_phantom_truth.root_paths[name]
+        ours = seg.root_paths[name]
+        # the first 20 mm, from the dura through the foramen, where the model is measured
+        start = ours[np.cumsum(np.r_[0, np.linalg.norm(np.diff(ours, axis=0), axis=1)]) <= 20]
+        assert np.median(polyline_distance_mm(start, true_line)) < 4.0, name
+    edited = paint(seg, "L3", seg.centroid_lps("L3"), 3.0)
+    assert set(edited.root_paths) == set(roots)
+

@@ -400,7 +400,10 @@ def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks,
                         "foramen (a dark root in bright foraminal fat); the others modelled "
                         "(the image does not show them: thick or distant sagittal slices, or "
                         "no fat around the root)")
-    return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings))
+    labelled = {n for n, _ in root_values}
+    paths = {n: rm.points_lps.copy() for n, rm in neural.root_models.items() if n in labelled}
+    return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings),
+                   root_paths=paths)
 
 
 #: Thickness of the skin shell (mm), as on CT: epidermis and dermis are 1.5–3 mm on the trunk.

@@ -250,10 +250,14 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     else:
         findings.append("the spinal canal could not be outlined")
     provisional = {naming.names[n - 1]: naming.provisional[n - 1] for n in order}
-    for name, v, prov, note in neural_values:  # a root is named after its vertebra
+
+    def level_provisional(level) -> bool:  # "L4" or, for a foramen, "L4-L5"
+        return any(provisional.get(v, False) for v in (level or "").split("-"))
+
+    for name, v, prov, note in neural_values:  # roots and foramina: named after vertebrae
         c = struct_c.get(v)
         items.append(Structure(name, v, "structures", kind_of(name), prov,
-                               provisional.get(level_of(name), False), note, c))
+                               level_provisional(level_of(name)), note, c))
     struct_in, around_items, around_findings = around.assemble(image, vert_in, struct_in, items, aff)
     items.extend(around_items)
     findings.extend(around_findings)
@@ -263,7 +267,8 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
         findings.insert(0, f"found {len(order)} vertebrae: "
                            + ", ".join(naming.names[n - 1] for n in order))
     report(1.0, "done")
-    return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings), parts_in)
+    return Anatomy(shape, aff, vert_in, struct_in, tuple(items), tuple(findings), parts_in,
+                   root_paths=neural.root_paths())
 
 
 def _known(name: str) -> bool:
