@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QFrame,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QTableWidget,
@@ -256,11 +258,35 @@ class PlanPanel(QWidget):
         self.reasons = QLabel("")
         self.reasons.setObjectName("riskReasons")
         self.reasons.setWordWrap(True)
-        lay.addWidget(self.reasons)
+        self.reasons.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # The reasons explain the table's top rows; five bullets wrap to eight or more lines
+        # on a narrow panel and would squeeze the table itself, so they scroll past six.
+        self.reasons_area = QScrollArea()
+        self.reasons_area.setObjectName("riskReasonsArea")
+        self.reasons_area.setWidget(self.reasons)
+        self.reasons_area.setWidgetResizable(True)
+        self.reasons_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.reasons_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.reasons_area.setMaximumHeight(6 * self.fontMetrics().lineSpacing() + 6)
+        self.reasons_area.setSizePolicy(QSizePolicy.Policy.Preferred,
+                                        QSizePolicy.Policy.Maximum)
+        lay.addWidget(self.reasons_area)
         self._procedure_changed()
         for box in (self.procedure, self.level, self.side):
             box.currentIndexChanged.connect(lambda _i: self._update_choice_summary())
         self._update_choice_summary()
+
+    def _fit_reasons(self) -> None:
+        """Give the reasons the lines they need, up to five, before the table's stretch
+        takes the rest: two visible lines of a four-bullet reason list hid the reason."""
+        width = max(self.reasons_area.viewport().width(), 100)
+        need = self.reasons.heightForWidth(width) if self.reasons.text() else 0
+        cap = 5 * self.fontMetrics().lineSpacing() + 4
+        self.reasons_area.setMinimumHeight(min(max(need, 0), cap))
+
+    def resizeEvent(self, event) -> None:  # the wrap, and so the lines needed, follow the width
+        super().resizeEvent(event)
+        self._fit_reasons()
 
     def _compact_list(self, widget: QListWidget, rows: int) -> None:
         """A list that shows ``rows`` rows at the compact row height."""
@@ -386,6 +412,7 @@ class PlanPanel(QWidget):
             self.category.setStyleSheet("")
             self.summary.setText("")
             self.reasons.setText("")
+            self._fit_reasons()
             self.table.setRowCount(0)
             return
         cat = m.risk.category
@@ -429,4 +456,5 @@ class PlanPanel(QWidget):
                     it.setForeground(QColor("#888888"))
                 self.table.setItem(r, c, it)
         self.reasons.setText("\n".join("• " + r for r in m.risk.reasons[:5]))
+        self._fit_reasons()
         self.make_room_for_the_table()
