@@ -26,14 +26,16 @@ and the note says why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from surgplan.imaging.segment.grid import WorkGrid
-from surgplan.imaging.segment.neural import ROOT_SOURCE, RootModel, canal_tube, root_model
+from surgplan.imaging.segment.neural import (
+    ROOT_SOURCE, RootModel, canal_tube, paint_tube, root_model,
+)
 from surgplan.imaging.segment.parts import SIDE_SIGN, ArchGeometry, segment_frame
 
 #: Pedicle width (mm, outer cortex) by level: L1 ≈ 8 → L5 ≈ 16 (ANATOMY.md).
@@ -310,31 +312,3 @@ def _dense(pts: np.ndarray, step_mm: float) -> np.ndarray:
         m = max(int(np.ceil(np.linalg.norm(b - a) / step_mm)), 1)
         out.append(a + np.linspace(0.0, 1.0, m + 1)[1:, None] * (b - a))
     return np.concatenate(out)
-
-
-def paint_tube(grid: WorkGrid, shape: Tuple[int, int, int], pts: np.ndarray,
-               radii: np.ndarray) -> np.ndarray:
-    """Voxels of ``grid`` within the linearly varying radius (mm) of a polyline (LPS mm)."""
-    dense, rr = [], []
-    for a, b, ra, rb in zip(pts[:-1], pts[1:], radii[:-1], radii[1:]):
-        m = max(int(np.ceil(np.linalg.norm(b - a) / (0.5 * grid.spacing_mm))), 1)
-        t = np.linspace(0.0, 1.0, m, endpoint=False)[:, None]
-        dense.append(a + t * (b - a))
-        rr.append(ra + t[:, 0] * (rb - ra))
-    dense.append(pts[-1:])
-    rr.append(radii[-1:])
-    dense, rr = np.concatenate(dense), np.concatenate(rr)
-    out = np.zeros(shape, bool)
-    i0 = grid.lps_to_index(dense.min(0) - rr.max() - 1.0)
-    i1 = grid.lps_to_index(dense.max(0) + rr.max() + 1.0)
-    lo = np.maximum(np.floor(np.minimum(i0, i1)).astype(int), 0)
-    hi = np.minimum(np.ceil(np.maximum(i0, i1)).astype(int) + 1, shape)
-    if np.any(hi <= lo):
-        return out
-    zyx = np.stack(np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi)), indexing="ij"),
-                   -1).reshape(-1, 3)
-    dist, k = cKDTree(dense).query(grid.index_to_lps(zyx))
-    inside = dist <= rr[k]
-    out[tuple(zyx[inside].T)] = True
-    return out
-

@@ -360,8 +360,9 @@ def root_model(g: ArchGeometry, side: str, sac_half_mm: float) -> RootModel:
     return RootModel(root_name(g.name, side), pts, radii, d)
 
 
-def _paint_tube(grid: WorkGrid, shape: tuple, pts: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Voxels of ``grid`` within the (linearly varying) radius of a polyline."""
+def paint_tube(grid: WorkGrid, shape: Tuple[int, int, int], pts: np.ndarray,
+               radii: np.ndarray) -> np.ndarray:
+    """Voxels of ``grid`` within the linearly varying radius (mm) of a polyline (LPS mm)."""
     dense, rr = [], []
     for a, b, ra, rb in zip(pts[:-1], pts[1:], radii[:-1], radii[1:]):
         m = max(int(np.ceil(np.linalg.norm(b - a) / (0.5 * grid.spacing_mm))), 1)
@@ -372,17 +373,14 @@ def _paint_tube(grid: WorkGrid, shape: tuple, pts: np.ndarray, radii: np.ndarray
     rr.append(radii[-1:])
     dense, rr = np.concatenate(dense), np.concatenate(rr)
     out = np.zeros(shape, bool)
-    lo = np.floor(grid.lps_to_index(dense.min(0) - rr.max() - 1).clip(0)).astype(int)
-    hi_lps = dense.max(0) + rr.max() + 1
-    hi = np.ceil(grid.lps_to_index(hi_lps)).astype(int) + 1
-    zlo, ylo, xlo = np.minimum(lo, hi)
-    zhi, yhi, xhi = np.maximum(lo, hi)
-    zlo, ylo, xlo = max(zlo, 0), max(ylo, 0), max(xlo, 0)
-    zhi, yhi, xhi = min(zhi, shape[0]), min(yhi, shape[1]), min(xhi, shape[2])
-    if zhi <= zlo or yhi <= ylo or xhi <= xlo:
+    i0 = grid.lps_to_index(dense.min(0) - rr.max() - 1.0)
+    i1 = grid.lps_to_index(dense.max(0) + rr.max() + 1.0)
+    lo = np.maximum(np.floor(np.minimum(i0, i1)).astype(int), 0)
+    hi = np.minimum(np.ceil(np.maximum(i0, i1)).astype(int) + 1, shape)
+    if np.any(hi <= lo):
         return out
-    zz, yy, xx = np.mgrid[zlo:zhi, ylo:yhi, xlo:xhi]
-    zyx = np.stack([zz.ravel(), yy.ravel(), xx.ravel()], axis=1)
+    zyx = np.stack(np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi)), indexing="ij"),
+                   -1).reshape(-1, 3)
     dist, k = cKDTree(dense).query(grid.index_to_lps(zyx))
     inside = dist <= rr[k]
     out[tuple(zyx[inside].T)] = True
@@ -446,7 +444,7 @@ def model_neural(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
             # the sac's half-width at this level, from what was segmented or modelled
             sac_half = _sac_half_width(sac, grid, curve, centres, k, side)
             rm = root_model(g, side, sac_half)
-            m = _paint_tube(grid, shape, rm.points_lps, rm.radii_mm) & ~sac & (taken == 0)
+            m = paint_tube(grid, shape, rm.points_lps, rm.radii_mm) & ~sac & (taken == 0)
             if m.any():
                 roots[rm.name] = m
                 models[rm.name] = rm
