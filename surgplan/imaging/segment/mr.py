@@ -30,6 +30,7 @@ from surgplan.core.progress import CancelToken, ProgressCallback, check, no_prog
 from surgplan.imaging.anatomy import Anatomy, Structure, VertebraFrame
 from surgplan.imaging.segment import mr_neural as mn
 from surgplan.imaging.segment import mr_spine as ms
+from surgplan.imaging.segment import mr_vessels as mv
 from surgplan.imaging.segment.canal import CanalTrack
 from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
 from surgplan.imaging.segment.vertebrae import segments_from_planes
@@ -174,9 +175,14 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     arches = mn.mr_arches(img, grid, segs, names, walls, discs, sac, marrow)
     neural = mn.model_mr_neural(img, grid, curve, arches, sac, taken)
     check(cancel)
+    report(0.87, "great vessels")
+    vessels = mv.mr_vessels(img, grid, mv.field_mask(image, grid), curve, segs, names, bodies,
+                            taken | sac | neural.canal, outline, marrow)
+    findings.extend(vessels.findings)
+    check(cancel)
     report(0.9, "mapping labels to the image grid")
     anatomy = _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac,
-                        neural, surface, findings)
+                        neural, surface, findings, vessels.masks)
     check(cancel)
     report(1.0, "done")
     return anatomy
@@ -271,8 +277,11 @@ def _names(segs, discs, rudimentary, track, grid, field_lo, bodies) -> tuple:
 
 
 def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks, sac, neural,
-              surface, findings):
-    """Label maps on the input grid and the Structure records."""
+              surface, findings, vessels):
+    """Label maps on the input grid and the Structure records.
+
+    ``vessels`` is ``{name: (mask on the work grid, provenance, note)}``.
+    """
     aff = volume.ijk_to_lps
     shape = volume.array.shape
     present = [n for n in range(1, len(segs) + 1) if names[n - 1] and np.any(bodies == n)]
@@ -310,6 +319,14 @@ def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks,
         free = (struct_map == 0) | ((struct_map == canal_value) & (canal_value > 0))
         struct_map[m & free] = value
         root_values.append((name, value))
+    vessel_values = []
+    for name, (m, prov, note) in vessels.items():
+        free = (struct_map == 0) & (vert_map == 0)
+        if not np.any(m & free):
+            continue
+        value += 1
+        struct_map[m & free] = value
+        vessel_values.append((name, value, prov, note))
     vert_in = grid.labels_onto(vert_map, image)
     struct_in = grid.labels_onto(struct_map, image)
     layers = surface[0].labels_onto(surface[1], image)
@@ -372,6 +389,11 @@ def _assemble(volume, image, grid, segs, names, provisional, bodies, disc_masks,
         items.append(Structure(name, v, "structures", kind_of(name), prov,
                                prov_of.get(level_of(name), False), neural.root_notes[name],
                                centroid(m)))
+    for name, v, prov, note in vessel_values:
+        m = struct_in == v
+        if m.any():
+            items.append(Structure(name, v, "structures", kind_of(name), prov, False, note,
+                                   centroid(m)))
     if skin_value:
         items.append(Structure("skin", skin_value, "structures", "skin", "segmented", False,
                                f"outer {SKIN_MM:.0f} mm of the patient outline (signal above "
