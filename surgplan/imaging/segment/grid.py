@@ -35,10 +35,22 @@ class WorkGrid:
 
     @classmethod
     def covering(cls, lo_lps: np.ndarray, hi_lps: np.ndarray, spacing_mm: float) -> "WorkGrid":
-        """The grid of ``spacing_mm`` cubes covering the LPS box [lo, hi] (mm)."""
+        """The grid of ``spacing_mm`` cubes covering the LPS box [lo, hi] (mm).
+
+        The first voxel centre is ``lo``; the last lies at or beyond ``hi`` (by
+        less than one voxel), so every point of the box, the input's last slice
+        included, lies inside the grid.  Stopping at the last centre *before*
+        ``hi`` (flooring the count) left up to one voxel of the box outside:
+        nearest-neighbour mapping back (:meth:`labels_onto`) then found no grid
+        voxel for an input slice more than half a voxel past the last centre,
+        and that slice was left without labels.
+        """
         lo = np.asarray(lo_lps, float)
         hi = np.asarray(hi_lps, float)
-        n = np.maximum(1, np.floor((hi - lo) / spacing_mm).astype(int) + 1)
+        # the 1e-6 voxel tolerance keeps an exact multiple (hi - lo = k·spacing, up to
+        # floating-point noise) at k + 1 centres instead of adding one past hi
+        steps = np.ceil((hi - lo) / spacing_mm - 1e-6).astype(int)
+        n = np.maximum(1, steps + 1)
         return cls(origin_lps=lo, spacing_mm=float(spacing_mm), shape=(int(n[2]), int(n[1]), int(n[0])))
 
     def index_to_lps(self, zyx: np.ndarray) -> np.ndarray:
