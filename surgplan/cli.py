@@ -176,12 +176,17 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.dicom_seg:  # refuse before minutes of work when the SEG cannot be made
         from surgplan.report.dicom_seg import source_datasets, write_dicom_seg
 
-        source_datasets(vol, args.path)
+        headers = source_datasets(vol, args.path)
+        if args.anonymous:
+            _check_deidentified_for_seg(headers, args.path)
     anatomy = segment_volume(vol, progress=SubProgress(progress, 0.2, 0.75))
     out = write_segmentation(
-        anatomy, vol, args.out, meshes=not args.no_meshes, progress=SubProgress(progress, 0.75, 1)
+        anatomy, vol, args.out, meshes=not args.no_meshes, anonymous=args.anonymous,
+        progress=SubProgress(progress, 0.75, 1)
     )
     if args.dicom_seg:
+        # With --anonymous the source is an anonymised copy (checked above): the SEG copies
+        # its already pseudonymous headers and references its UIDs, so it overlays that copy.
         write_dicom_seg(anatomy, vol, out / "segmentation.dcm", source=args.path)
     progress.done()
     _print_anatomy_summary(anatomy, out)
@@ -189,6 +194,27 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(f"DICOM SEG referencing series {vol.metadata.series_instance_uid}: "
               f"{out / 'segmentation.dcm'}")
     return 0
+
+
+def _check_deidentified_for_seg(headers, path) -> None:
+    """Refuse ``--anonymous --dicom-seg`` on images that are not an anonymised copy.
+
+    A SEG de-identified on its own (``write_dicom_seg(anonymous=True)``) references
+    UIDs made up for that run, which no copy of the images carries: no viewer could
+    overlay it.  An anonymised copy (``surgplan anonymize``, or any PS3.15 tool that
+    sets Patient Identity Removed = YES) has pseudonymous UIDs the SEG can reference.
+    """
+    from surgplan.core.errors import DicomImportError
+
+    if not all(str(ds.get("PatientIdentityRemoved", "")).strip().upper() == "YES"
+               for ds in headers):
+        raise DicomImportError(
+            f"{path}: --anonymous --dicom-seg needs an anonymised copy of the images: these "
+            "name the patient, and a SEG de-identified on its own would reference UIDs no copy "
+            "of the images has, so no viewer could overlay it. Run `surgplan anonymize "
+            f"{path} COPY`, then `surgplan segment COPY --anonymous --dicom-seg --out DIR`; "
+            "or leave out --dicom-seg."
+        )
 
 
 def _print_anatomy_summary(anatomy, out: Path) -> None:
@@ -361,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-meshes", action="store_true", help="skip the surface meshes")
     s.add_argument("--dicom-seg", action="store_true",
                    help="also write DIR/segmentation.dcm, a DICOM SEG on the source series")
+    s.add_argument("--anonymous", action="store_true",
+                   help="write nothing that names the source (labels.json leaves out its path); "
+                   "with --dicom-seg the input must be an anonymised copy (`surgplan anonymize`)")
     s.set_defaults(func=cmd_segment)
 
     s = sub.add_parser(

@@ -12,6 +12,13 @@
                           line as a list of LPS mm points from the dura outward;
 ``DIR/meshes/NAME.stl``   one closed surface per structure, LPS mm.
 
+``labels.json`` names the source image (its path) unless written with
+``anonymous=True``; then, as ``surgplan export --anonymous`` does
+(:func:`surgplan.report.exports.write_label_maps`), it leaves the source out, and
+any finding or note that quotes the source path says "the image" instead.  The
+label maps and meshes hold no identity, dates or UIDs either way (NIfTI and STL
+headers carry only geometry).
+
 Everything is written into a private sibling folder first and moved into
 place at the end, so a cancelled or failed run leaves no half-written output.
 :func:`read_segmentation` reads such a folder back as an :class:`Anatomy`.
@@ -60,6 +67,7 @@ def write_segmentation(
     out_dir: "Path | str",
     *,
     meshes: bool = True,
+    anonymous: bool = False,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> Path:
@@ -67,17 +75,43 @@ def write_segmentation(
 
     Existing files of the same names in ``out_dir`` are replaced only once the
     whole new set is complete.
+
+    Parameters
+    ----------
+    anatomy : Anatomy
+        On ``volume``'s grid.
+    volume : Volume
+        The image segmented; its grid is written into every map.
+    out_dir : path-like
+        The folder (created).
+    meshes : bool
+        Also write ``meshes/NAME.stl`` (LPS mm).
+    anonymous : bool
+        Write nothing that names the source: no ``source`` path in ``labels.json``,
+        and the path replaced by "the image" in findings and notes (see the module
+        docstring).  The files hold no patient identity, dates or UIDs in any case.
+    progress, cancel
+        Progress callback and cancellation token; a cancelled run leaves ``out_dir``
+        as it was.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-partial-", dir=out.parent))
     try:
-        table = {"software": f"surgplan {__version__}", "source": volume.source, "files": {}}
+        table = {"software": f"surgplan {__version__}", "files": {}}
+        if not anonymous:
+            table["source"] = volume.source
+        hide = _source_hider(volume.source if anonymous else "")
         for map_name, file_name in MAP_FILES.items():
             arr = getattr(anatomy, map_name)
             write_label_volume(tmp / file_name, arr, volume)
             table["files"][file_name] = [
-                _item_entry(s) for s in anatomy.items if s.map == map_name
+                _item_entry(s, hide) for s in anatomy.items if s.map == map_name
             ]
         write_label_volume(tmp / PARTS_FILE, np.asarray(anatomy.parts, np.uint8), volume)
         present = set(np.unique(anatomy.parts).tolist()) - {0}
@@ -85,7 +119,7 @@ def write_segmentation(
             {"value": code, "name": PART_NAMES[code], "kind": PART_KIND}
             for code in sorted(present)
         ]
-        table["findings"] = list(anatomy.findings)
+        table["findings"] = [hide(f) for f in anatomy.findings]
         if anatomy.root_paths:
             table["root_paths"] = {n: [[float(x) for x in p] for p in pts]
                                    for n, pts in anatomy.root_paths.items()}
@@ -112,7 +146,29 @@ def write_segmentation(
     return out
 
 
-def _item_entry(s: Structure) -> dict:
+def _source_hider(source: str):
+    """``text → text`` with the path ``source`` (and its resolved form) said as "the image".
+
+    Findings may quote the source path (``segment_mr`` names the image it found
+    nothing in), and folder names often carry the patient's name or a UID.
+    An empty ``source`` returns the text unchanged.
+    """
+    if not source:
+        return lambda text: text
+    import os
+
+    paths = {source, os.path.abspath(source), os.path.realpath(source)}
+    paths = sorted((p for p in paths if p), key=len, reverse=True)  # longest first
+
+    def hide(text: str) -> str:
+        for p in paths:
+            text = text.replace(p, "the image")
+        return text
+
+    return hide
+
+
+def _item_entry(s: Structure, hide=lambda text: text) -> dict:
     """The labels.json entry of one structure (everything needed to read it back)."""
     entry = {
         "value": int(s.label),
@@ -120,7 +176,7 @@ def _item_entry(s: Structure) -> dict:
         "kind": s.kind,
         "provenance": s.provenance,
         "provisional": bool(s.provisional),
-        "notes": s.notes,
+        "notes": hide(s.notes),
     }
     if s.centroid_lps is not None:
         entry["centroid_lps"] = [float(x) for x in s.centroid_lps]
