@@ -59,8 +59,20 @@ _FALLBACK_PEDICLE_HEIGHT_MM = 14.0
 #: thoracolumbar a little narrower, S1 ≈ 18 (ANATOMY.md, phantom table).
 _PEDICLE_WIDTH_MM = {"T10": 7.0, "T11": 7.0, "T12": 7.5, "L1": 8.0, "L2": 9.0, "L3": 10.5,
                      "L4": 12.5, "L5": 16.0, "L6": 16.0, "S1": 18.0}
-#: Tallest pedicle band accepted (mm): 13–15 mm plus the flare into the body and arch.
+#: Pedicle band height (mm): this fraction of the body height plus the flare where it
+#: meets the body and arch (the phantom's 14-15 mm pedicles on 26-28 mm bodies, the
+#: 13-15 mm of ANATOMY.md), within these bounds.
+_PEDICLE_HEIGHT_PER_BODY = 0.5
+_PEDICLE_FLARE_MM = 1.5
+_MIN_PEDICLE_HEIGHT_MM = 12.0
 _MAX_PEDICLE_HEIGHT_MM = 18.0
+#: The pedicle's top lies this far below the superior endplate (mm): the lateral recess
+#: (superior vertebral notch) above it is shallow.
+_PEDICLE_BELOW_ENDPLATE_MM = 1.0
+#: A pedicle whose bone run ends lower than that (a frame tilted a few degrees over the
+#: 20 mm back to the pedicle, a thin cortex lost to partial volume) still ends no lower
+#: than this below the band it would have from the endplate (mm): below is the foramen.
+_PEDICLE_TOP_SLACK_MM = 2.0
 #: Spinous process: the midline bone this far behind the canal's posterior wall
 #: (the lamina is ≈ 6 mm thick, Wang 2024) and within this half-width (mm).
 _SPINOUS_BEHIND_MM = 7.0
@@ -203,6 +215,7 @@ class VertebraSpan:
     lower_lps: Optional[np.ndarray]
     upper_lps: Optional[np.ndarray]
     disc_below_mm: float = float("nan")
+    disc_above_mm: float = float("nan")
 
 
 def spans_from_segments(segs: list, names: Dict[int, str]) -> Dict[int, VertebraSpan]:
@@ -213,7 +226,8 @@ def spans_from_segments(segs: list, names: Dict[int, str]) -> Dict[int, Vertebra
         out[n] = VertebraSpan(name, segment_frame(sg),
                               None if sg.lower is None else sg.lower.point_lps,
                               None if sg.upper is None else sg.upper.point_lps,
-                              float(getattr(sg.lower, "thickness_mm", float("nan"))))
+                              float(getattr(sg.lower, "thickness_mm", float("nan"))),
+                              float(getattr(sg.upper, "thickness_mm", float("nan"))))
     return out
 
 
@@ -266,7 +280,19 @@ def sacral_span(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> Vertebr
     top_lps = f.origin_lps + centre_top @ np.stack([f.lr, f.ap, f.si])
     origin = top_lps - 0.5 * _SACRAL_BODY_HEIGHT_MM * si
     frame = VertebraFrame(origin, si, ap, np.cross(ap, si))
-    return VertebraSpan(span.name, frame, None, top_lps, span.disc_below_mm)
+    return VertebraSpan(span.name, frame, None, top_lps, span.disc_below_mm,
+                        span.disc_above_mm)
+
+
+def _disc_or_fallback(disc_mm: float, other_mm: float) -> float:
+    """A disc height (mm): ``disc_mm`` when measured, else the other disc's.
+
+    0 when neither is known: the span's points are then taken as on the endplates.
+    """
+    for d in (disc_mm, other_mm):
+        if np.isfinite(d) and d > 0.0:
+            return float(d)
+    return 0.0
 
 
 def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGeometry:
@@ -337,6 +363,22 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
         # sacral bodies are 1.2–1.3 × wider than deep (ANATOMY.md); S1 ≈ 50 × 36 mm
         # including the ring apophysis, its cancellous body ≈ 40 mm wide.
         body_half = min(body_half, 0.6 * depth)
+    # --- pedicle height limits from the body ------------------------------------------------
+    # the pedicle springs from the upper half of the body: its top lies ≈ 1 mm below the
+    # superior endplate (the superior vertebral notch, the lateral recess, is shallow) and
+    # it is ≈ half the body high (13–17 mm, ANATOMY.md); below it is the foramen.  On
+    # 3 mm voxels the superior articular process above it and the articular bone behind
+    # it merge with it into one run of bone, so the run alone reads 25–30 mm.
+    half_above = 0.5 * _disc_or_fallback(span.disc_above_mm, span.disc_below_mm)
+    half_below = 0.5 * _disc_or_fallback(span.disc_below_mm, span.disc_above_mm)
+    top_endplate = (w_hi - half_above if np.isfinite(w_hi)
+                    else w_mid + 0.5 * height - half_above)
+    low_endplate = (w_lo + half_below if np.isfinite(w_lo)
+                    else w_mid - 0.5 * height + half_below)
+    body_height = top_endplate - low_endplate
+    max_ped = float(np.clip(_PEDICLE_HEIGHT_PER_BODY * body_height + _PEDICLE_FLARE_MM,
+                            _MIN_PEDICLE_HEIGHT_MM, _MAX_PEDICLE_HEIGHT_MM))
+    ped_top_cap = top_endplate - _PEDICLE_BELOW_ENDPLATE_MM
     # --- pedicles, per side ----------------------------------------------------------------
     canal_half, band, outer = {}, {}, {}
     ws = np.arange(-40.0, 40.0, STEP_MM) + w_mid
@@ -365,8 +407,9 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
                 lo_w, hi_w = ws[a] - STEP_MM / 2, ws[b - 1] + STEP_MM / 2
                 # a pedicle lies within its vertebra's height and is 13–15 mm high
                 # (ANATOMY.md); a longer run has the articular bone below it merged in
-                hi_w = min(hi_w, w_mid + height / 2)
-                lo_w = max(lo_w, w_mid - height / 2, hi_w - _MAX_PEDICLE_HEIGHT_MM)
+                hi_w = min(hi_w, ped_top_cap)
+                lo_w = max(lo_w, w_mid - height / 2, hi_w - max_ped,
+                           ped_top_cap - max_ped - _PEDICLE_TOP_SLACK_MM)
                 overlap = min(hi_w, w_mid + height / 2) - max(lo_w, w_mid)
                 better = best is None or overlap > best[0]
                 if 4.0 <= hi_w - lo_w <= 30.0 and overlap > 2.0 and better:
@@ -375,8 +418,7 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
             band[side] = (best[1], best[2])
             found.append(f"pedicle {side} height")
         else:
-            top = w_mid + height / 2 - 1.0
-            band[side] = (top - _FALLBACK_PEDICLE_HEIGHT_MM, top)
+            band[side] = (ped_top_cap - min(_FALLBACK_PEDICLE_HEIGHT_MM, max_ped), ped_top_cap)
         # lateral wall: end of the bone run from the medial wall, in front of the
         # transverse process (which springs from the back half of the pedicle)
         wc = 0.5 * sum(band[side])
@@ -441,8 +483,11 @@ def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
                                          else _FALLBACK_DISC_MM)
     if np.isfinite(endplate):
         iap &= w < endplate + _IAP_TOP_ABOVE_ENDPLATE_MM
+    # below the pedicle, in front of the canal's mid-depth, is the foramen: bone there
+    # is the posterolateral corner of the body (its back wall is concave, so it
+    # reaches further back beside the canal than in the midline)
     below_front = lateral_deep & below & (v <= vm)
-    out[below_front] = side("pedicle")[below_front]
+    out[below_front] = P["body"]
     if not sacrum:
         out[iap] = side("inferior articular process")[iap]
         tp = ~medial & ~above & ~below & (au > po)
