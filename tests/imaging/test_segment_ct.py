@@ -232,3 +232,39 @@ def test_transitional_or_cut_spine_is_flagged_not_guessed(spec, expect):
         assert "S1" not in a.vertebra_names
     if spec.get("lumbar_count") == 6:
         assert "L6" in a.vertebra_names
+
+
+def _pedicle_with_lost_core():
+    """A 0.8 mm grid holding a bone rod (1000 HU cortex round 210 HU cancellous bone) in
+    40 HU soft tissue, labelled 1 except for a stretch of its core, as the working grid
+    leaves a thin pedicle."""
+    from scipy import ndimage as ndi
+
+    hu = np.full((40, 40, 40), 40.0, np.float32)
+    kk, jj, ii = np.indices(hu.shape)
+    r = np.hypot(jj - 20, ii - 20) * 0.8  # mm from the rod's axis
+    rod = (r <= 5.0) & (kk >= 5) & (kk < 35)
+    hu[rod] = 210.0
+    hu[rod & (r > 4.0)] = 1000.0
+    hu = ndi.gaussian_filter(hu, 0.6)
+    vert = np.where(rod, 1, 0).astype(np.uint16)
+    core = rod & (r <= 3.0) & (kk >= 15) & (kk < 25)
+    vert[core] = 0
+    return hu, vert, rod, core
+
+
+def test_vertebra_reclaims_the_cancellous_core_it_lost_but_no_soft_tissue():
+    from surgplan.imaging.segment.vertebrae import reclaim_own_bone
+
+    hu, vert, rod, core = _pedicle_with_lost_core()
+    free = np.ones(vert.shape, bool)
+    out = reclaim_own_bone(vert, hu, (0.8, 0.8, 0.8), free, 1.5)
+    assert np.all(out[core] == 1)
+    assert not np.any(out[~rod])  # the soft tissue round the cortex stays unlabelled
+    # a voxel another structure holds is left to it; a skipped label does not grow;
+    # at the working grid's own resolution nothing is touched
+    held = free.copy()
+    held[20, 20, 20] = False
+    assert reclaim_own_bone(vert, hu, (0.8, 0.8, 0.8), held, 1.5)[20, 20, 20] == 0
+    assert not np.any(reclaim_own_bone(vert, hu, (0.8, 0.8, 0.8), free, 1.5, skip=[1])[core])
+    assert np.array_equal(reclaim_own_bone(vert, hu, (1.5, 1.5, 1.5), free, 1.5), vert)

@@ -29,7 +29,7 @@ from surgplan.imaging.segment.parts import label_parts, spans_from_segments
 from surgplan.imaging.segment.spine_curve import fit_spine_curve
 from surgplan.imaging.segment.surroundings import SpineContext, segment_surroundings
 from surgplan.imaging.segment.vertebrae import (
-    BONE_HU, fill_unlabelled, label_canal, label_vertebrae, refine_on_input,
+    BONE_HU, fill_unlabelled, label_canal, label_vertebrae, reclaim_own_bone, refine_on_input,
     segments_from_planes, split_ribs, split_sacroiliac, trim_ribs,
 )
 from surgplan.imaging.structures import disc_name, kind_of, level_of
@@ -216,6 +216,14 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
             sg = segs[k]
             vert_in = split_ribs(vert_in, np.asarray(volume.array), volume.ijk_to_lps,
                                  order.index(k + 1) + 1, sg.centre_lps, sg.u, sg.v)
+    # the cancellous bone the labels left behind their own cortex (pedicles, body walls
+    # past a disc plane); not for the sacrum or rib-bearing vertebrae, whose unlabelled
+    # neighbour bone (ilium, ribs) lies only a joint away
+    joints = [len(order)] if order and order[-1] == 1 and segs[0].lower is None \
+        and naming.names[0] == "S1" else []
+    joints += [order.index(k + 1) + 1 for k in ribs if k + 1 in order]
+    vert_in = reclaim_own_bone(vert_in, np.asarray(volume.array), volume.spacing_mm[::-1],
+                               struct_in == 0, WORK_MM, skip=joints)
     # the discs' endplate edges at the input's resolution, against the final vertebrae
     struct_in = refine_discs_on_input(struct_in, [v for _, v, _ in disc_items],
                                       np.asarray(volume.array), volume.spacing_mm[::-1],
