@@ -132,6 +132,55 @@ def test_no_skin_where_the_field_cuts_the_body(phantom_mr):
         assert np.count_nonzero(skin[:, :, face]) < 0.2 * np.count_nonzero(inside[:, :, face])
 
 
+VESSELS = ("aorta", "inferior vena cava", "common iliac artery left", "common iliac artery right",
+           "common iliac vein left", "common iliac vein right")
+
+
+def test_phantom_great_vessels_followed_as_flow_voids(segmented, small_phantom_truth):
+    """The aorta, IVC and common iliac arteries are dark on T2: followed where they are."""
+    for name in VESSELS:  # every great vessel is there for the planner, none "not assessed"
+        assert segmented.mask(name).any(), name
+    for name, least in (("aorta", 0.85), ("inferior vena cava", 0.75),
+                        ("common iliac artery left", 0.6), ("common iliac artery right", 0.6)):
+        s = segmented.structure(name)
+        assert s.provenance == "segmented" and "flow void" in s.notes, (name, s.notes)
+        assert dice(segmented.mask(name), small_phantom_truth.mask(name)) >= least, name
+    # the phantom's iliac veins are grey, not voids: modelled, and the note says so
+    vein = segmented.structure("common iliac vein left")
+    assert vein.provenance == "modelled" and "ANATOMY.md" in vein.notes
+    assert any("followed as dark flow voids" in f for f in segmented.findings)
+
+
+def test_grey_aorta_is_modelled_in_front_of_the_bodies(phantom_mr, small_phantom,
+                                                        small_phantom_truth):
+    """Slow flow leaves the lumen grey: the CT model is placed from the MR bodies instead."""
+    value = next(v for v, n in small_phantom.label_names.items() if n == "aorta")
+    arr = phantom_mr.array.copy()
+    arr[small_phantom.labels == value] = 520  # marrow grey, no void
+    a = segment_mr(Volume(arr, phantom_mr.ijk_to_lps, metadata=phantom_mr.metadata))
+    s = a.structure("aorta")
+    assert s.provenance == "modelled" and "modelled no-go zone" in s.notes
+    assert dice(a.mask("aorta"), small_phantom_truth.mask("aorta")) >= 0.7
+    assert a.structure("inferior vena cava").provenance == "segmented"
+
+
+def test_vessels_outside_a_narrow_field_are_named_not_invented(phantom_mr):
+    """A sagittal field 32 mm across holds most of the aorta but hardly any of the IVC."""
+    mid = phantom_mr.array.shape[2] // 2
+    i0, i1 = mid - 10, mid + 10  # 1.6 mm voxels: ≈ 16 mm to either side of the midline
+    aff = phantom_mr.ijk_to_lps.copy()
+    aff[:3, 3] = aff[:3, :3] @ np.array([i0, 0.0, 0.0]) + aff[:3, 3]
+    narrow = Volume(np.ascontiguousarray(phantom_mr.array[:, :, i0:i1]), aff,
+                    metadata=phantom_mr.metadata)
+    a = segment_mr(narrow)
+    names = {s.name for s in a.items}
+    assert "inferior vena cava" not in names and "common iliac artery left" not in names
+    outside = next(f for f in a.findings if f.startswith("outside the field of view"))
+    assert "inferior vena cava" in outside and "common iliac artery left" in outside
+    aorta = a.structure("aorta")  # 12 mm left of the midline, radius 10 mm: cut, kept
+    assert "the field of view cuts it" in aorta.notes
+
+
 def test_axial_4mm_stack_is_segmented_and_named(phantom_mr, small_phantom_truth):
     """An axial T2 with 4 mm slices along S-I (each averaging its thickness) still works."""
     img = sitk.Cast(phantom_mr.to_sitk(), sitk.sitkFloat32)
@@ -290,6 +339,15 @@ def test_real_sagittal_mr_bodies_and_names(shared_data, case):
             assert s.provenance in ("segmented", "modelled")
             assert ("segmented in the foramen" in s.notes) == (s.provenance == "segmented")
     assert a.structure("skin").kind == "skin"
+    # the great vessels: in front of the bodies, each followed as a flow void or modelled
+    labelled = {s.name for s in a.items}
+    assert "aorta" in labelled
+    for name in set(VESSELS) & labelled:
+        s = a.structure(name)
+        assert s.provenance in ("segmented", "modelled")
+        bodies = [a.structure(n).centroid_lps for n in a.vertebra_names]
+        near = min(bodies, key=lambda c: abs(c[2] - s.centroid_lps[2]))  # the body at its height
+        assert s.centroid_lps[1] < near[1] - 10.0, name  # anterior
 
 
 def load_real_mr(folder, case):

@@ -14,8 +14,14 @@ modelled from the bodies' back wall, the sac and the dark tissue behind it, and
 the exiting nerve roots, modelled as on CT and followed on the image in the
 foramen where a dark root shows in bright fat (``segmented`` there).
 
+In front of the bodies (:mod:`surgplan.imaging.segment.mr_vessels`): the aorta,
+IVC and common iliac vessels, followed as dark flow voids where the image shows
+them (``segmented``), else the CT pipeline's model placed from the MR bodies
+(``modelled``); a vessel mostly outside a narrow sagittal field is not labelled
+and the findings say so.
+
 What MR does not give here: posterior elements and their parts (the arch is
-thin and dark on T2 and is left to CT).
+thin and dark on T2 and is left to CT), the kidneys and the bowel.
 """
 
 from __future__ import annotations
@@ -71,8 +77,10 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
         label each, named), ``structures`` the discs, the spinal canal
         (``modelled``), the dural sac (CSF, ``segmented``) and the exiting
         nerve roots (``segmented`` where the foramen shows them, else
-        ``modelled``; each note says which).  What was not found or not
-        attempted (arches) is said in ``findings``.
+        ``modelled``; each note says which), the great vessels (flow voids
+        ``segmented``, else ``modelled``) inside the field of view.  What was
+        not found or not attempted (arches, vessels outside the field) is said
+        in ``findings``.
 
     Raises
     ------

@@ -31,29 +31,36 @@ from surgplan.imaging.segment.vessels import SOURCE, VesselResult, modelled_vess
 from surgplan.imaging.segment.vessels_plain import (BLOOD_MID_HU, FAT_MID_HU, MIN_COVER,
                                                     complete_from_model, plain_vessels)
 
-#: Flow void and fat signal as fractions of the marrow signal on T2 FSE: the void is near
-#: the noise floor, fat ≈ 1.5–2 × fatty marrow (the bodies are intermediate on T2).
-VOID_OF_MARROW = 0.1
-FAT_OF_MARROW = 1.8
+#: The flow-void level is this percentile of the signal inside the modelled vessel tubes
+#: (the void fills much of them when the model is near the vessel).
+VOID_PERCENTILE = 5.0
+#: A void must be darker than this share of the marrow signal to be looked for: slow flow
+#: or flow-related enhancement leaves the lumen grey, and then nothing is followed.
+MAX_VOID_OF_MARROW = 0.7
 #: Room (mm) the model needs around the spine curve: the common iliacs reach ≈ 61 mm to
 #: either side, the aorta and IVC ≈ 45 mm in front of the body centre.
 REACH_LR_MM, REACH_A_MM, REACH_P_MM = 70.0, 70.0, 20.0
-#: A vessel whose modelled tube lies less than this share inside the field is not labelled.
-MIN_IN_FIELD = 0.25
+#: A vessel whose modelled tube lies less than this share inside the field is not labelled:
+#: a sliver at the field's edge would give the planner a clearance to the sliver, not to
+#: the vessel.
+MIN_IN_FIELD = 0.4
 #: Below this share inside the field the note says the field cuts it.
 CUT_IN_FIELD = 0.9
 ORDER = ("aorta", "inferior vena cava", "common iliac artery left", "common iliac artery right",
          "common iliac vein left", "common iliac vein right")
 
 
-def blood_scale(img: np.ndarray, marrow: float) -> np.ndarray:
+def blood_scale(img: np.ndarray, void: float, marrow: float) -> np.ndarray:
     """The T2 signal on the blood/fat scale of :mod:`vessels_plain` (float32, "HU").
 
-    A flow void (``VOID_OF_MARROW`` × marrow) reads as blood (≈ 45), fat
-    (``FAT_OF_MARROW`` × marrow) as fat (≈ −95), linearly between and beyond; so
-    muscle (darker than marrow on T2) bounds a vessel weakly and fat fully, as on CT.
+    The flow-void level ``void`` reads as blood (≈ 45) and twice the step from it to the
+    marrow signal as fat (≈ −95), linearly between and beyond.  Scanners and
+    normalisations differ (a void near the noise floor and fat at twice the marrow on a
+    raw FSE; a void at half the marrow and its surroundings at the marrow on an
+    intensity-normalised one): both levels are read from the image, so a dark round
+    lumen in brighter surroundings scores as on CT.
     """
-    void, fat = VOID_OF_MARROW * marrow, FAT_OF_MARROW * marrow
+    fat = void + 2.0 * (marrow - void)
     gain = (FAT_MID_HU - BLOOD_MID_HU) / (fat - void)
     return (BLOOD_MID_HU + (img.astype(np.float32) - np.float32(void)) * np.float32(gain)
             ).astype(np.float32)
@@ -64,6 +71,22 @@ def field_mask(image: sitk.Image, grid: WorkGrid) -> np.ndarray:
     ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(image)
     return grid.sample(ones, labels=True, default=0.0) > 0
+
+
+def filled_outline(outline: np.ndarray) -> np.ndarray:
+    """The patient outline with its holes filled slice by slice, cut sides held closed.
+
+    A flow void is as dark as the air outside: the outline's 3D hole filling misses one
+    that runs out of the field at the top or bottom, and in a narrow sagittal field one
+    that reaches the cut left or right face.  Each axial slice is filled with its left
+    and right edges counted as tissue; air in front of or behind the patient still
+    reaches the anterior or posterior edge and stays outside.
+    """
+    out = np.empty_like(outline)
+    for k, sl in enumerate(outline):
+        padded = np.pad(sl, ((0, 0), (1, 1)), constant_values=True)
+        out[k] = ndi.binary_fill_holes(padded)[:, 1:-1]
+    return out
 
 
 def _padded(grid: WorkGrid, curve) -> tuple:
@@ -120,9 +143,7 @@ def mr_vessels(img: np.ndarray, grid: WorkGrid, field: np.ndarray, curve, segs: 
         followed in the image and what modelled).
     """
     out = VesselResult()
-    # a flow void is dark like the air outside: the outline's 3D hole filling misses one that
-    # runs out of the field at the top or bottom, so the holes are filled slice by slice
-    outline = np.stack([ndi.binary_fill_holes(sl) for sl in outline])
+    outline = filled_outline(outline)
     ext, box = _padded(grid, curve)
 
     def widen(a, fill):
@@ -133,10 +154,10 @@ def mr_vessels(img: np.ndarray, grid: WorkGrid, field: np.ndarray, curve, segs: 
     field_e = widen(field, False)
     taken_e = widen(taken | (bodies > 0), False)
     vert_e = widen(bodies, 0)
-    # outside the field the patient is unknown: the model is placed there, then measured
-    body_e = widen(outline, True) | ~field_e
+    # the whole tube is placed (in the field and beyond it), then measured against the field
     frames = slice_frames(ext, curve, segs, taken_e)
-    model, why = modelled_vessels(ext, segs, names, frames, taken_e, body_e, vert_e)
+    model, why = modelled_vessels(ext, segs, names, frames, taken_e, np.ones(ext.shape, bool),
+                                  vert_e)
     if why:
         out.findings.append(why)
     inside, outside, cut = {}, [], []
@@ -148,7 +169,7 @@ def mr_vessels(img: np.ndarray, grid: WorkGrid, field: np.ndarray, curve, segs: 
         if share < MIN_IN_FIELD:
             outside.append(n)
             continue
-        inside[n] = (m & field_e)[box]
+        inside[n] = (m & field_e)[box] & outline
         if share < CUT_IN_FIELD:
             cut.append((n, share))
     if outside:
@@ -158,7 +179,19 @@ def mr_vessels(img: np.ndarray, grid: WorkGrid, field: np.ndarray, curve, segs: 
             + ", ".join(outside) + "; plan these clearances on a CT or an axial MR")
     if not inside:
         return out
-    seen, cover = plain_vessels(blood_scale(img, marrow), grid, taken, outline & field, inside)
+    tubes = np.zeros(grid.shape, bool)
+    for m in inside.values():
+        tubes |= m
+    tubes &= outline & ~taken
+    void = float(np.percentile(img[tubes], VOID_PERCENTILE)) if tubes.any() else np.inf
+    seen, cover = {}, {}
+    if np.isfinite(marrow) and void < MAX_VOID_OF_MARROW * marrow:
+        seen, cover = plain_vessels(blood_scale(img, void, marrow), grid, taken,
+                                    outline & field, inside)
+    else:
+        out.findings.append("no flow void (signal darker than the marrow) where the great "
+                            "vessels should lie: slow flow or flow-related enhancement, so "
+                            "they are modelled")
     followed, left = [], []
     cut_note = dict(cut)
     for n, m in inside.items():
