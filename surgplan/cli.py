@@ -174,11 +174,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     vol = with_modality(vol, modality, args.path)
     if args.dicom_seg:  # refuse before minutes of work when the SEG cannot be made
-        from surgplan.report.dicom_seg import source_datasets, write_dicom_seg
+        from surgplan.report.dicom_seg import (
+            require_anonymised_source, source_datasets, write_dicom_seg,
+        )
 
         headers = source_datasets(vol, args.path)
         if args.anonymous:
-            _check_deidentified_for_seg(headers, args.path)
+            require_anonymised_source(headers, args.path)
     anatomy = segment_volume(vol, progress=SubProgress(progress, 0.2, 0.75))
     out = write_segmentation(
         anatomy, vol, args.out, meshes=not args.no_meshes, anonymous=args.anonymous,
@@ -194,27 +196,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         print(f"DICOM SEG referencing series {vol.metadata.series_instance_uid}: "
               f"{out / 'segmentation.dcm'}")
     return 0
-
-
-def _check_deidentified_for_seg(headers, path) -> None:
-    """Refuse ``--anonymous --dicom-seg`` on images that are not an anonymised copy.
-
-    A SEG de-identified on its own (``write_dicom_seg(anonymous=True)``) references
-    UIDs made up for that run, which no copy of the images carries: no viewer could
-    overlay it.  An anonymised copy (``surgplan anonymize``, or any PS3.15 tool that
-    sets Patient Identity Removed = YES) has pseudonymous UIDs the SEG can reference.
-    """
-    from surgplan.core.errors import DicomImportError
-
-    if not all(str(ds.get("PatientIdentityRemoved", "")).strip().upper() == "YES"
-               for ds in headers):
-        raise DicomImportError(
-            f"{path}: --anonymous --dicom-seg needs an anonymised copy of the images: these "
-            "name the patient, and a SEG de-identified on its own would reference UIDs no copy "
-            "of the images has, so no viewer could overlay it. Run `surgplan anonymize "
-            f"{path} COPY`, then `surgplan segment COPY --anonymous --dicom-seg --out DIR`; "
-            "or leave out --dicom-seg."
-        )
 
 
 def _print_anatomy_summary(anatomy, out: Path) -> None:

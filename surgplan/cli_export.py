@@ -36,9 +36,11 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_case(path, *, series=None, modality=None, segmentation=None, progress=None):
+def load_case(path, *, series=None, modality=None, segmentation=None, progress=None,
+              check_volume=None):
     """(volume, anatomy) of a study: the anatomy read from a ``surgplan segment`` folder,
-    or segmented now (CT, or T2 MR where available)."""
+    or segmented now (CT, or T2 MR where available). ``check_volume(volume)``, when
+    given, runs before the segmentation, to refuse before minutes of work."""
     from surgplan.core.progress import SubProgress
     from surgplan.imaging.loader import load_volume
     from surgplan.imaging.segment import segment_volume, with_modality
@@ -46,6 +48,8 @@ def load_case(path, *, series=None, modality=None, segmentation=None, progress=N
     mod = modality.upper() if modality else None
     vol = load_volume(path, series_uid=series, modality=mod,
                       progress=SubProgress(progress, 0, 0.3))
+    if check_volume is not None:
+        check_volume(vol)
     if segmentation:
         from surgplan.imaging.segmentation_files import read_segmentation
 
@@ -107,8 +111,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not plan.trajectories:
             check_complete(plan, (), args.plan)
     progress = TerminalProgress()
+
+    def check_volume(vol):  # the SEG's source, before minutes of segmenting
+        if args.dicom_seg:
+            from surgplan.report.dicom_seg import require_anonymised_source, source_datasets
+
+            headers = source_datasets(vol, args.path)
+            if args.anonymous:
+                require_anonymised_source(headers, args.path)
+
     vol, anatomy = load_case(args.path, series=args.series, modality=args.modality,
-                             segmentation=args.segmentation,
+                             segmentation=args.segmentation, check_volume=check_volume,
                              progress=SubProgress(progress, 0, 0.4))
     written = export_case(vol, anatomy, args.out, nifti=not args.no_nifti,
                           dicom_seg=args.dicom_seg, meshes=not args.no_meshes,

@@ -89,11 +89,18 @@ def test_anonymous_table_hides_the_path_quoted_in_a_finding(tmp_path):
     assert back.findings == ("the image has one value everywhere: there is nothing to segment",)
 
 
+@pytest.mark.parametrize("command", ["segment", "export"])
 def test_anonymous_dicom_seg_of_identified_images_is_refused_before_segmenting(
-        identified_ct, tmp_path, capsys):
+        identified_ct, tmp_path, capsys, monkeypatch, command):
+    import surgplan.imaging.segment as seg_module
+
+    def not_reached(*a, **k):
+        raise AssertionError("segmented before refusing")
+
+    monkeypatch.setattr(seg_module, "segment_volume", not_reached)
     d, _ = identified_ct
     out = tmp_path / "seg"
-    assert main(["segment", str(d), "--out", str(out), "--anonymous", "--dicom-seg"]) == 1
+    assert main([command, str(d), "--out", str(out), "--anonymous", "--dicom-seg"]) == 1
     err = capsys.readouterr().err
     assert "surgplan anonymize" in err and "--anonymous --dicom-seg" in err
     assert not out.exists()
@@ -126,3 +133,31 @@ def test_anonymous_dicom_seg_of_an_anonymised_copy_overlays_that_copy(
     dump = str(ds) + (out / "labels.json").read_text()
     assert _identifying(dump, d, uids) == []
     assert str(copy) not in (out / "labels.json").read_text()
+
+
+def test_anonymous_export_with_seg_overlays_the_anonymised_copy(identified_ct, tmp_path, capsys):
+    """``export --anonymous --dicom-seg`` of an anonymised copy: the SEG references that
+    copy (a SEG de-identified on its own would point at images nobody has)."""
+    hd = pytest.importorskip("highdicom")
+    from surgplan.report.anonymize import anonymize
+
+    d, uids = identified_ct
+    copy = tmp_path / "shared" / "case"
+    anonymize(d, copy)
+    out = tmp_path / "export"
+    assert main(["export", str(copy), "--out", str(out), "--anonymous", "--dicom-seg",
+                 "--no-meshes", "--no-pictures"]) == 0
+    capsys.readouterr()
+    seg = hd.seg.segread(out / "segmentation.dcm")
+    copy_uids = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+                 for p in copy.rglob("*.dcm")}
+    referenced = {str(i.ReferencedSOPInstanceUID)
+                  for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    assert referenced and referenced <= copy_uids
+    # the exported label folder is a segmentation folder SurgPlan reads back
+    from surgplan.imaging.loader import load_volume
+    from surgplan.imaging.segmentation_files import read_segmentation
+
+    back = read_segmentation(out / "labels", load_volume(copy))
+    assert "L4" in back.vertebra_names and back.has_parts
+    assert str(copy) not in (out / "labels" / "labels.json").read_text()

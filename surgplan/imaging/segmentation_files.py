@@ -13,8 +13,8 @@
 ``DIR/meshes/NAME.stl``   one closed surface per structure, LPS mm.
 
 ``labels.json`` names the source image (its path) unless written with
-``anonymous=True``; then, as ``surgplan export --anonymous`` does
-(:func:`surgplan.report.exports.write_label_maps`), it leaves the source out, and
+``anonymous=True``; then (as ``surgplan export --anonymous``, which writes the
+same files through :func:`write_label_files`) it leaves the source out, and
 any finding or note that quotes the source path says "the image" instead.  The
 label maps and meshes hold no identity, dates or UIDs either way (NIfTI and STL
 headers carry only geometry).
@@ -61,6 +61,51 @@ def mesh_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") + ".stl"
 
 
+def write_label_files(anatomy: Anatomy, volume: Volume, folder: Path, *,
+                      anonymous: bool = False) -> dict:
+    """The three label maps of ``anatomy`` as NIfTI in ``folder``, and their table.
+
+    Shared by ``surgplan segment`` and ``surgplan export`` so that both write the
+    same files, which :func:`read_segmentation` reads back.
+
+    Parameters
+    ----------
+    anatomy : Anatomy
+        On ``volume``'s grid.
+    volume : Volume
+        The image; its grid is written into every map.
+    folder : pathlib.Path
+        An existing folder.
+    anonymous : bool
+        No ``source`` path, and the path said as "the image" in findings and notes.
+
+    Returns
+    -------
+    dict
+        The ``labels.json`` table (not yet written: the caller adds the meshes).
+    """
+    table = {"software": f"surgplan {__version__}", "coordinates": "NIfTI (RAS on disk)",
+             "files": {}}
+    if not anonymous and volume.source:
+        table["source"] = volume.source
+    hide = _source_hider(volume.source if anonymous else "")
+    for map_name, file_name in MAP_FILES.items():
+        write_label_volume(folder / file_name, getattr(anatomy, map_name), volume)
+        table["files"][file_name] = [
+            _item_entry(s, hide) for s in anatomy.items if s.map == map_name
+        ]
+    write_label_volume(folder / PARTS_FILE, np.asarray(anatomy.parts, np.uint8), volume)
+    present = set(np.unique(anatomy.parts).tolist()) - {0}
+    table["files"][PARTS_FILE] = [
+        {"value": code, "name": PART_NAMES[code], "kind": PART_KIND} for code in sorted(present)
+    ]
+    table["findings"] = [hide(f) for f in anatomy.findings]
+    if anatomy.root_paths:
+        table["root_paths"] = {n: [[float(x) for x in p] for p in pts]
+                               for n, pts in anatomy.root_paths.items()}
+    return table
+
+
 def write_segmentation(
     anatomy: Anatomy,
     volume: Volume,
@@ -103,26 +148,7 @@ def write_segmentation(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-partial-", dir=out.parent))
     try:
-        table = {"software": f"surgplan {__version__}", "files": {}}
-        if not anonymous:
-            table["source"] = volume.source
-        hide = _source_hider(volume.source if anonymous else "")
-        for map_name, file_name in MAP_FILES.items():
-            arr = getattr(anatomy, map_name)
-            write_label_volume(tmp / file_name, arr, volume)
-            table["files"][file_name] = [
-                _item_entry(s, hide) for s in anatomy.items if s.map == map_name
-            ]
-        write_label_volume(tmp / PARTS_FILE, np.asarray(anatomy.parts, np.uint8), volume)
-        present = set(np.unique(anatomy.parts).tolist()) - {0}
-        table["files"][PARTS_FILE] = [
-            {"value": code, "name": PART_NAMES[code], "kind": PART_KIND}
-            for code in sorted(present)
-        ]
-        table["findings"] = [hide(f) for f in anatomy.findings]
-        if anatomy.root_paths:
-            table["root_paths"] = {n: [[float(x) for x in p] for p in pts]
-                                   for n, pts in anatomy.root_paths.items()}
+        table = write_label_files(anatomy, volume, tmp, anonymous=anonymous)
         if meshes:
             (tmp / "meshes").mkdir()
             table["meshes"] = {}

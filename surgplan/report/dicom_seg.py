@@ -273,6 +273,25 @@ def build_dicom_seg(
     return seg
 
 
+def require_anonymised_source(headers, path) -> None:
+    """Refuse an anonymous SEG of images that are not an anonymised copy.
+
+    A SEG de-identified on its own (``write_dicom_seg(anonymous=True)``) references
+    UIDs made up for that run, which no copy of the images carries: no viewer could
+    overlay it.  An anonymised copy (``surgplan anonymize``, or any PS3.15 tool that
+    sets Patient Identity Removed = YES) has pseudonymous UIDs the SEG can reference.
+    """
+    if not all(str(ds.get("PatientIdentityRemoved", "")).strip().upper() == "YES"
+               for ds in headers):
+        raise DicomImportError(
+            f"{path}: --anonymous --dicom-seg needs an anonymised copy of the images: these "
+            "name the patient, and a SEG de-identified on its own would reference UIDs no copy "
+            "of the images has, so no viewer could overlay it. Run `surgplan anonymize "
+            f"{path} COPY`, then give COPY to `surgplan segment` or `surgplan export` with "
+            "--anonymous --dicom-seg; or leave out --dicom-seg."
+        )
+
+
 def write_dicom_seg(
     anatomy: Anatomy,
     volume: Volume,

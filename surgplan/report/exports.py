@@ -31,31 +31,21 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Optional
 
-from surgplan import __version__
 from surgplan.core.atomic import publish_folder_contents
 from surgplan.core.progress import CancelToken, ProgressCallback, SubProgress, check
 
 
 def write_label_maps(anatomy, volume, out_dir: Path, *, anonymous: bool = False) -> Dict[str, Path]:
-    """The two label maps as NIfTI and their table (``labels.json``) into ``out_dir``."""
-    from surgplan.imaging.volume_files import write_label_volume
+    """The label maps as NIfTI and their table (``labels.json``) into ``out_dir``: the
+    files of ``surgplan segment`` without its meshes, so that ``read_segmentation``
+    (and ``--segmentation DIR``) reads them back."""
+    from surgplan.imaging.segmentation_files import LABELS_FILE, write_label_files
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = {"software": f"surgplan {__version__}", "coordinates": "NIfTI (RAS on disk)",
-             "files": {}, "findings": list(anatomy.findings)}
-    if not anonymous and volume.source:
-        table["source"] = volume.source
-    written = {}
-    for map_name in ("vertebrae", "structures"):
-        p = out_dir / f"{map_name}.nii.gz"
-        write_label_volume(p, getattr(anatomy, map_name), volume)
-        written[map_name] = p
-        table["files"][p.name] = [
-            {"value": int(s.label), "name": s.name, "kind": s.kind, "provenance": s.provenance,
-             "provisional": bool(s.provisional), "notes": s.notes}
-            for s in anatomy.items if s.map == map_name]
-    (out_dir / "labels.json").write_text(json.dumps(table, indent=1))
-    written["table"] = out_dir / "labels.json"
+    table = write_label_files(anatomy, volume, out_dir, anonymous=anonymous)
+    (out_dir / LABELS_FILE).write_text(json.dumps(table, indent=1))
+    written = {name: out_dir / f"{name}.nii.gz" for name in ("vertebrae", "structures", "parts")}
+    written["table"] = out_dir / LABELS_FILE
     return written
 
 
@@ -96,6 +86,10 @@ def export_case(
     source : path-like, optional
         Where the DICOM series is, for the SEG (default ``volume.source``).
     anonymous : bool
+        Nothing written names the patient, dates, UIDs or paths. A DICOM SEG then
+        needs an anonymised copy of the images as ``source`` (its headers are already
+        pseudonymous and the SEG references that copy's UIDs); identified images are
+        refused.
 
     Returns
     -------
@@ -106,8 +100,8 @@ def export_case(
     ------
     DicomImportError
         ``dicom_seg`` for a volume that cannot be referenced (see
-        :func:`surgplan.report.dicom_seg.source_datasets`); checked before anything
-        else is done.
+        :func:`surgplan.report.dicom_seg.source_datasets`), or with ``anonymous`` for
+        images that are not an anonymised copy; checked before anything else is done.
     PlanFileError
         ``plan`` belongs to other images or has no trajectory.
     """
@@ -115,9 +109,11 @@ def export_case(
 
     out = Path(out_dir)
     if dicom_seg:  # fail before minutes of work
-        from surgplan.report.dicom_seg import source_datasets
+        from surgplan.report.dicom_seg import require_anonymised_source, source_datasets
 
-        source_datasets(volume, source, cancel=cancel)
+        headers = source_datasets(volume, source, cancel=cancel)
+        if anonymous:  # a SEG must reference UIDs a copy of the images carries
+            require_anonymised_source(headers, source or volume.source)
     if plan is not None:
         from surgplan.report.pdf import check_complete
         from surgplan.report.plan_report import check_plan_matches
@@ -140,7 +136,9 @@ def export_case(
 
             report(0.1, "export: DICOM SEG")
             written["dicom_seg"] = write_dicom_seg(
-                anatomy, volume, tmp / "segmentation.dcm", source=source, anonymous=anonymous,
+                # anonymous: the source is an anonymised copy (checked above), whose
+                # pseudonymous headers the SEG copies so that it overlays that copy
+                anatomy, volume, tmp / "segmentation.dcm", source=source,
                 progress=SubProgress(progress, 0.1, 0.3), cancel=cancel)
         if meshes:
             from surgplan.report.mesh_export import export_meshes
