@@ -10,8 +10,11 @@ APPROACHES.md §5), by probing its label mask along a few rays:
 * the medial wall of each pedicle, ray outward from the canal centre: the
   canal half-width on that side;
 * the pedicle's superior–inferior extent on a line just lateral to that wall,
-  at the depth of its isthmus: the bone run in the upper half of the vertebra
-  (below it is the foramen), at most 18 mm;
+  at the depth of its isthmus: the bone run in the upper half of the vertebra,
+  held below the superior endplate (the lateral recess is above it) and to half
+  the measured body height plus its flare (below it is the foramen): on 3 mm
+  voxels the superior articular process and the articular bone behind merge
+  with it into one run 25–30 mm long;
 * the pedicle's lateral wall in front of the transverse process, checked
   against the level's pedicle width (a rib head or a merged transverse process
   reads wider);
@@ -59,16 +62,19 @@ _FALLBACK_PEDICLE_HEIGHT_MM = 14.0
 #: thoracolumbar a little narrower, S1 ≈ 18 (ANATOMY.md, phantom table).
 _PEDICLE_WIDTH_MM = {"T10": 7.0, "T11": 7.0, "T12": 7.5, "L1": 8.0, "L2": 9.0, "L3": 10.5,
                      "L4": 12.5, "L5": 16.0, "L6": 16.0, "S1": 18.0}
-#: Pedicle band height (mm): this fraction of the body height plus the flare where it
-#: meets the body and arch (the phantom's 14-15 mm pedicles on 26-28 mm bodies, the
-#: 13-15 mm of ANATOMY.md), within these bounds.
+#: Pedicle band height (mm): this fraction of the body height (13-15 mm pedicles on
+#: 26-30 mm bodies, ANATOMY.md) plus the flare where it meets the body and arch,
+#: within these bounds.
 _PEDICLE_HEIGHT_PER_BODY = 0.5
-_PEDICLE_FLARE_MM = 1.5
+_PEDICLE_FLARE_MM = 3.0
 _MIN_PEDICLE_HEIGHT_MM = 12.0
 _MAX_PEDICLE_HEIGHT_MM = 18.0
 #: The pedicle's top lies this far below the superior endplate (mm): the lateral recess
 #: (superior vertebral notch) above it is shallow.
 _PEDICLE_BELOW_ENDPLATE_MM = 1.0
+#: ... and its flare into the body's corner reaches this far past the endplate as
+#: measured (the disc's height, halved, is read to a millimetre or two) (mm).
+_PEDICLE_TOP_FLARE_MM = 3.0
 #: A pedicle whose bone run ends lower than that (a frame tilted a few degrees over the
 #: 20 mm back to the pedicle, a thin cortex lost to partial volume) still ends no lower
 #: than this below the band it would have from the endplate (mm): below is the foramen.
@@ -378,7 +384,13 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
     body_height = top_endplate - low_endplate
     max_ped = float(np.clip(_PEDICLE_HEIGHT_PER_BODY * body_height + _PEDICLE_FLARE_MM,
                             _MIN_PEDICLE_HEIGHT_MM, _MAX_PEDICLE_HEIGHT_MM))
-    ped_top_cap = top_endplate - _PEDICLE_BELOW_ENDPLATE_MM
+    # the band's top may reach the endplate where the pedicle flares into the body's
+    # corner; its floor is held from the pedicle's usual top, 1 mm below the endplate
+    ped_top_cap = top_endplate + _PEDICLE_TOP_FLARE_MM
+    # and the pedicle itself (no flare) half the body high
+    ped_floor = (top_endplate - _PEDICLE_BELOW_ENDPLATE_MM - _PEDICLE_TOP_SLACK_MM
+                 - float(np.clip(_PEDICLE_HEIGHT_PER_BODY * body_height,
+                                 _MIN_PEDICLE_HEIGHT_MM, _MAX_PEDICLE_HEIGHT_MM)))
     # --- pedicles, per side ----------------------------------------------------------------
     canal_half, band, outer = {}, {}, {}
     ws = np.arange(-40.0, 40.0, STEP_MM) + w_mid
@@ -408,8 +420,7 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
                 # a pedicle lies within its vertebra's height and is 13–15 mm high
                 # (ANATOMY.md); a longer run has the articular bone below it merged in
                 hi_w = min(hi_w, ped_top_cap)
-                lo_w = max(lo_w, w_mid - height / 2, hi_w - max_ped,
-                           ped_top_cap - max_ped - _PEDICLE_TOP_SLACK_MM)
+                lo_w = max(lo_w, w_mid - height / 2, hi_w - max_ped, ped_floor)
                 overlap = min(hi_w, w_mid + height / 2) - max(lo_w, w_mid)
                 better = best is None or overlap > best[0]
                 if 4.0 <= hi_w - lo_w <= 30.0 and overlap > 2.0 and better:
@@ -418,7 +429,8 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
             band[side] = (best[1], best[2])
             found.append(f"pedicle {side} height")
         else:
-            band[side] = (ped_top_cap - min(_FALLBACK_PEDICLE_HEIGHT_MM, max_ped), ped_top_cap)
+            top = top_endplate - _PEDICLE_BELOW_ENDPLATE_MM
+            band[side] = (top - min(_FALLBACK_PEDICLE_HEIGHT_MM, max_ped), top)
         # lateral wall: end of the bone run from the medial wall, in front of the
         # transverse process (which springs from the back half of the pedicle)
         wc = 0.5 * sum(band[side])
@@ -473,7 +485,12 @@ def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
     out[ped] = side("pedicle")[ped]
     front = ~medial & inband & (v <= va + 0.5) & (v > va - _PEDICLE_INTO_BODY_MM)
     out[front] = side("pedicle")[front]
-    sap = ~medial & above & (v > va + 2.0)
+    # the SAP rises from the pedicle-lamina junction: behind the canal's back wall,
+    # lateral to the canal, from the pedicle's mid-height up (on 3 mm voxels most of it
+    # lies beside the upper pedicle there rather than above it)
+    junction = ((~medial & (v > vp + 1.5) & (au > cw + _IAP_LATERAL_MM)
+                 & (w > 0.5 * (pb + pt))) if not sacrum else np.zeros_like(medial))
+    sap = (~medial & above & (v > va + 2.0)) | junction
     out[sap] = side("superior articular process")[sap]
     iap = ~medial & below & (v > vm) & ((au > cw + _IAP_LATERAL_MM)
                                         | ((au > cw + _IAP_LATERAL_FRONT_MM) & (v < vp + 2.0)))
