@@ -18,18 +18,24 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
-def run(spacing_mm: float) -> None:
+def segmented_phantom_mr(spacing_mm: float):
+    """``(case, truth, mr volume, segment_mr's anatomy, its seconds)`` of the phantom MR
+    at ``spacing_mm`` (seed 7), as the MR benchmarks measure it."""
     from surgplan.imaging.phantom import PhantomSpec, make_phantom, mr_volume
     from surgplan.imaging.phantom_truth import truth_anatomy
     from surgplan.imaging.segment.mr import segment_mr
-    from surgplan.imaging.segment.neural import centre_line_distance_mm
 
     case = make_phantom(PhantomSpec(spacing_mm=(spacing_mm,) * 3, seed=7))
-    truth = truth_anatomy(case)
     vol = mr_volume(case)
     t = time.perf_counter()
     a = segment_mr(vol)
-    dt = time.perf_counter() - t
+    return case, truth_anatomy(case), vol, a, time.perf_counter() - t
+
+
+def run(spacing_mm: float) -> None:
+    from surgplan.imaging.segment.neural import centre_line_distance_mm
+
+    case, truth, vol, a, dt = segmented_phantom_mr(spacing_mm)
     aff = vol.ijk_to_lps
     print(f"\n== phantom MR {spacing_mm} mm: segment_mr {dt:.1f} s")
     whole = a.mask("spinal canal") | a.mask("dural sac")

@@ -11,20 +11,18 @@ Run: ``python benchmarks/seg_mr_vessels.py [1.6] [1.0]`` (phantom voxel mm).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 VESSELS = ("aorta", "inferior vena cava", "common iliac artery left", "common iliac artery right",
            "common iliac vein left", "common iliac vein right")
 
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+from seg_mr_neural import dice  # noqa: E402 (after the path set-up)
 
 
 def _centre_errors_mm(ours: np.ndarray, truth: np.ndarray, aff: np.ndarray) -> np.ndarray:
@@ -56,17 +54,13 @@ def _print(a, truth=None) -> None:
 
 
 def run(spacing_mm: float) -> None:
-    from surgplan.imaging.phantom import PhantomSpec, make_phantom, mr_volume
-    from surgplan.imaging.phantom_truth import truth_anatomy
+    from seg_mr_neural import segmented_phantom_mr  # same phantom MR as the root figures
+
     from surgplan.imaging.segment.mr import segment_mr
     from surgplan.imaging.volume import Volume
 
-    case = make_phantom(PhantomSpec(spacing_mm=(spacing_mm,) * 3, seed=7))
-    truth = truth_anatomy(case)
-    vol = mr_volume(case)
-    t = time.perf_counter()
-    a = segment_mr(vol)
-    print(f"phantom MR {spacing_mm} mm: segment_mr {time.perf_counter() - t:.1f} s")
+    _case, truth, vol, a, dt = segmented_phantom_mr(spacing_mm)
+    print(f"phantom MR {spacing_mm} mm: segment_mr {dt:.1f} s")
     _print(a, truth)
     # a sagittal field 32 mm across, centred on the spine
     half = int(round(16.0 / vol.spacing_mm[0]))
