@@ -571,7 +571,11 @@ def write_report_pdf(
                            st["body"]))
     for why in reasons:
         story.append(Paragraph(_t(why), st["bullet"], bulletText="•"))
-    modelled = [s.name for s in inputs.anatomy.items if s.provenance == "modelled"]
+    # the modelled structures this plan's risk rests on (not every modelled label: a
+    # foramen or a vessel the plan never assesses does not make its figures estimates)
+    assessed = {r.name for m in metrics for r in m.structures if r.assessed}
+    modelled = [s.name for s in inputs.anatomy.items
+                if s.provenance == "modelled" and s.name in assessed]
     provisional = [s.name for s in inputs.anatomy.items if s.provisional]
     if modelled or provisional:
         story.append(Spacer(1, 4))

@@ -184,3 +184,22 @@ def test_plan_command_reports_in_one_go(case, plan, tmp_path, capsys):
     text = re.sub(r"\s+", " ", pdftext(pdf))
     assert "Anonymised case" in text and "PHANTOM" not in text
     assert "Trajectory 1: teld L4-L5 left" in text and "Structures at risk" in text
+
+
+def test_rests_on_a_model_names_only_what_the_plan_assessed(case, plan, tmp_path):
+    """The page-1 caveat lists the modelled structures the risk figures rest on, not
+    every modelled label (a foramen is a space the planner never assesses)."""
+    from surgplan.imaging.anatomy import Anatomy
+    from surgplan.report.plan_report import build_report
+
+    d, vol, anatomy, ctx = case
+    modelled = {"nerve root L4 left", "foramen L4-L5 left"}
+    items = tuple(dataclasses.replace(s, provenance="modelled") if s.name in modelled else s
+                  for s in anatomy.items)
+    assert modelled <= {s.name for s in items}
+    a = Anatomy(anatomy.shape, anatomy.ijk_to_lps, anatomy.vertebrae, anatomy.structures,
+                items, anatomy.findings, anatomy.parts)
+    out = build_report(vol, a, plan, tmp_path / "p.pdf", context=ctx)
+    flat = re.sub(r"\s+", " ", pdftext(out.pdf))
+    caveat = flat[flat.index("Rests on a model:"):flat.index("were modelled from bony")]
+    assert "nerve root L4 left" in caveat and "foramen" not in caveat
