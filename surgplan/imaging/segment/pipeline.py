@@ -205,23 +205,24 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     vert_in = refine_on_input(vert_in, np.asarray(volume.array), volume.spacing_mm[::-1],
                               struct_in == 0, WORK_MM)
     # the sacroiliac and costovertebral joints, resolved at the input's own resolution
-    if order and order[-1] == 1 and segs[0].lower is None and naming.names[0] == "S1":
+    has_sacrum = bool(order) and order[-1] == 1 and segs[0].lower is None \
+        and naming.names[0] == "S1"
+    sacrum_value = len(order) if has_sacrum else None  # its label on the input grid
+    rib_values = {k: order.index(k + 1) + 1 for k in ribs if k + 1 in order}
+    if sacrum_value is not None:
         vert_in = split_sacroiliac(vert_in, np.asarray(volume.array), volume.ijk_to_lps,
-                                   len(order), segs[0].centre_lps, segs[0].u, segs[0].v)
+                                   sacrum_value, segs[0].centre_lps, segs[0].u, segs[0].v)
     # (a rib's joints show only in voxels of ≤ 2 mm; at 3 mm the cut by distance stands:
     # the real CT's T12 lost Dice with it, 0.886 -> 0.883)
-    fine = float(np.max(volume.spacing_mm)) <= RIB_JOINT_VOXEL_MM
-    for k in ribs if fine else ():
-        if k + 1 in order:
+    if float(np.max(volume.spacing_mm)) <= RIB_JOINT_VOXEL_MM:
+        for k, value in rib_values.items():
             sg = segs[k]
             vert_in = split_ribs(vert_in, np.asarray(volume.array), volume.ijk_to_lps,
-                                 order.index(k + 1) + 1, sg.centre_lps, sg.u, sg.v)
+                                 value, sg.centre_lps, sg.u, sg.v)
     # the cancellous bone the labels left behind their own cortex (pedicles, body walls
     # past a disc plane); not for the sacrum or rib-bearing vertebrae, whose unlabelled
     # neighbour bone (ilium, ribs) lies only a joint away
-    joints = [len(order)] if order and order[-1] == 1 and segs[0].lower is None \
-        and naming.names[0] == "S1" else []
-    joints += [order.index(k + 1) + 1 for k in ribs if k + 1 in order]
+    joints = ([sacrum_value] if sacrum_value is not None else []) + list(rib_values.values())
     vert_in = reclaim_own_bone(vert_in, np.asarray(volume.array), volume.spacing_mm[::-1],
                                struct_in == 0, WORK_MM, skip=joints)
     # the discs' endplate edges at the input's resolution, against the final vertebrae
