@@ -48,6 +48,8 @@ TISSUES = (
 T = {name: i for i, name in enumerate(TISSUES)}
 
 P = dict(PART_CODES)
+#: How much lower (mm, along its axis) the sacrum's lamina begins than a lumbar one.
+SACRAL_LAMINA_DROP_MM = 6.0
 
 
 class Canvas:
@@ -133,7 +135,13 @@ def vertebra_fields(v: VertebraSpec, lay: Layout, u, w_v, w):
     # the two laminae meet at the midline like a roof, lower edge more posterior; the
     # gap they leave behind the canal holds the ligamentum flavum and epidural fat
     vl = D / 2 + 0.85 * cd + lam / 2 + 0.3 * np.clip(half_u - np.abs(u), 0, None) - 0.15 * w
-    box = superellipse(u, w + 3.5, half_u, H / 2 + 1.0, 4.0)
+    # from 4.5 mm below the body to 2.5 mm under its upper endplate; the sacrum's is lower,
+    # or with the sacral slope its upper edge would rise onto L5's lamina and close the
+    # L5-S1 interlaminar window (the usual route of IELD, DOMAIN.md; laminae never touch:
+    # the ligamentum flavum spans the window between them)
+    top = H / 2 - 2.5 - (SACRAL_LAMINA_DROP_MM if v.kind == "sacrum" else 0.0)
+    bottom = -H / 2 - 4.5
+    box = superellipse(u, w - (top + bottom) / 2, half_u, (top - bottom) / 2, 4.0)
     out.append((P["lamina"], np.maximum(np.abs(vv - vl) - lam / 2, box)))
     # spinous process: a hatchet-shaped plate sloping down as it runs back
     v0 = D / 2 + cd - 1.0  # starts inside the laminar roof so the two blend
