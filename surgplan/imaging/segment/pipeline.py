@@ -41,6 +41,12 @@ WORK_MM = 1.5
 RIB_JOINT_VOXEL_MM = 2.0
 #: Smallest field (mm) along each axis in which a vertebra could be separated.
 MIN_FIELD_MM = 30.0
+#: How far below the spine curve's lowest point (mm) the working grid reaches.
+SACRUM_BELOW_CURVE_MM = 90.0
+#: Length (mm, along the curve) of undivided bone below the lowest disc beyond which the
+#: lowest segment is fused (the sacrum): a lumbar body is ≤ 30 mm tall and the next disc
+#: would lie within ≈ 45 mm of the one above it.
+FUSED_SEGMENT_MM = 50.0
 
 
 def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
@@ -122,6 +128,10 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     # --- working grid around the spine ----------------------------------------------------------
     pts = np.concatenate([curve.points_lps, curve.canal_lps])
     blo = np.maximum(pts.min(0) - np.array([140.0, 80.0, 40.0]), lo)
+    # Caudally the sacrum runs on ≈ 100 mm below S1, curving back, where neither the
+    # canal nor the body walk may have followed it: reach further down, by whole
+    # working voxels so that the lattice (and every label above) stays where it was.
+    blo[2] -= np.floor(min(SACRUM_BELOW_CURVE_MM - 40.0, blo[2] - lo[2]) / WORK_MM) * WORK_MM
     bhi = np.minimum(pts.max(0) + np.array([140.0, 120.0, 40.0]), hi)
     work = WorkGrid.covering(blo, bhi, WORK_MM)
     report(0.35, "resampling around the spine")
@@ -142,7 +152,13 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     report(0.8, "names")
     zyx = np.indices(hw.shape, dtype=np.float32).reshape(3, -1).T
     pts_w = work.index_to_lps(zyx).astype(np.float32)
-    bottom_cut = curve.points_lps[0][2] - lo[2] < 25.0
+    # The curve running out at the bottom of the field may mean the spine is cut there
+    # (the lowest segment could be a lumbar vertebra with the iliac crests beside it),
+    # unless that segment runs on, undivided, farther below its upper disc than any
+    # lumbar body and disc reach: then it is fused bone, the sacrum, followed down its
+    # canal towards the edge of the field.
+    fused_below = bool(planes) and planes[0].s_mm >= FUSED_SEGMENT_MM
+    bottom_cut = curve.points_lps[0][2] - lo[2] < 25.0 and not fused_below
     bone_w = (hw >= BONE_HU) & body_w
     ribs = rib_bearing_segments(hw, body_w, vert_w, pts_w, segs, WORK_MM)
     vert_w = trim_ribs(vert_w, work, segs, ribs)
