@@ -222,6 +222,9 @@ class VertebraSpan:
     upper_lps: Optional[np.ndarray]
     disc_below_mm: float = float("nan")
     disc_above_mm: float = float("nan")
+    #: True when ``upper_lps`` lies on the superior endplate itself (S1's own plane,
+    #: :func:`sacral_span`) rather than on the disc's mid-plane above it.
+    upper_on_endplate: bool = False
 
 
 def spans_from_segments(segs: list, names: Dict[int, str]) -> Dict[int, VertebraSpan]:
@@ -287,7 +290,7 @@ def sacral_span(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> Vertebr
     origin = top_lps - 0.5 * _SACRAL_BODY_HEIGHT_MM * si
     frame = VertebraFrame(origin, si, ap, np.cross(ap, si))
     return VertebraSpan(span.name, frame, None, top_lps, span.disc_below_mm,
-                        span.disc_above_mm)
+                        span.disc_above_mm, upper_on_endplate=True)
 
 
 def _disc_or_fallback(disc_mm: float, other_mm: float) -> float:
@@ -377,10 +380,13 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
     # it merge with it into one run of bone, so the run alone reads 25–30 mm.
     half_above = 0.5 * _disc_or_fallback(span.disc_above_mm, span.disc_below_mm)
     half_below = 0.5 * _disc_or_fallback(span.disc_below_mm, span.disc_above_mm)
-    top_endplate = (w_hi - half_above if np.isfinite(w_hi)
-                    else w_mid + 0.5 * height - half_above)
+    top_endplate = (w_hi - (0.0 if span.upper_on_endplate else half_above)
+                    if np.isfinite(w_hi) else w_mid + 0.5 * height - half_above)
     low_endplate = (w_lo + half_below if np.isfinite(w_lo)
                     else w_mid - 0.5 * height + half_below)
+    if name == "S1" and span.upper_on_endplate:
+        # no disc below S1: its body is the sacral body height below its own endplate
+        low_endplate = top_endplate - _SACRAL_BODY_HEIGHT_MM
     body_height = top_endplate - low_endplate
     max_ped = float(np.clip(_PEDICLE_HEIGHT_PER_BODY * body_height + _PEDICLE_FLARE_MM,
                             _MIN_PEDICLE_HEIGHT_MM, _MAX_PEDICLE_HEIGHT_MM))
@@ -530,6 +536,19 @@ def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
     return out
 
 
+#: How far (mm) unlabelled bone continuing a vertebra's label is taken as its own when
+#: finding S1's endplate: the working labels stop at the disc planes, up to a wedge
+#: disc's half-height (≈ 5-9 mm at L5-S1, ANATOMY.md) short of the endplate behind.
+_OWN_BONE_REACH_MM = 10.0
+
+
+def _with_own_bone(label: np.ndarray, free_bone: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """``label`` grown through ``free_bone`` (unlabelled bone) by up to ``_OWN_BONE_REACH_MM``."""
+    steps = max(int(round(_OWN_BONE_REACH_MM / spacing_mm)), 1)
+    grown = ndi.binary_dilation(label, iterations=steps, mask=label | free_bone)
+    return grown
+
+
 def label_parts(vert: np.ndarray, grid: WorkGrid, spans: Dict[int, VertebraSpan],
                 bone: Optional[np.ndarray] = None
                 ) -> Tuple[np.ndarray, Dict[str, ArchGeometry], List[str]]:
@@ -577,7 +596,12 @@ def label_parts(vert: np.ndarray, grid: WorkGrid, spans: Dict[int, VertebraSpan]
         origin = grid.index_to_lps(np.array([s.start for s in pad], float))
         sub_grid = WorkGrid(origin, grid.spacing_mm, sub.shape)
         if name == "S1":
-            span = sacral_span(span, sub, sub_grid)
+            # the endplate is the top of S1's bone, which the label may stop short of
+            # (a wedge L5-S1 disc's plane cut through the body's back): the unlabelled
+            # bone continuing the label counts too
+            top = sub if bone is None else _with_own_bone(sub, bone[pad] & (vert[pad] == 0),
+                                                           grid.spacing_mm)
+            span = sacral_span(span, top, sub_grid)
         g = measure_arch(span, probe_mask, sub_grid)
         arches[name] = g
         missing = {"canal walls", "pedicle left wall", "pedicle right wall"} - set(g.measured)
