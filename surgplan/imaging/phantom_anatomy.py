@@ -83,6 +83,15 @@ SACRAL_SLOPE_DEG = 32.0
 ROOT_DIAMETER = [3.5, 4.0, 4.5, 5.0, 5.6]
 #: Exiting root angle to the disc plane, coronal ≈ 51° (MRI n=67).
 ROOT_ANGLE_DEG = 51.0
+#: S1 root diameter: the thickest lumbosacral root, 5.45 ± 0.8 mm against L1 3.9 mm (MRI
+#: n=350, Folia Morphol 2022) and 5.38 against L5 5.29 mm (MR neurography n=11, Clin Anat
+#: 2018); those ratios on this phantom's L5 5.6 mm give 5.8 mm.
+S1_ROOT_DIAMETER_MM = 5.8
+#: Centre of the first anterior sacral foramen from the midline: the posterior foramen lies
+#: 23.5 ± 2.8 mm out (3D-CT n=632, Kim 2023), the anterior one ≈ 3 mm lateral of it (its
+#: projection spans 3 mm medial to 10 mm lateral of the posterior one; Xu 1996, 6 sacra);
+#: the anterior foramen is ≈ 13 × 12 mm (Saluja 2018, 108 sacra).
+S1_ANTERIOR_FORAMEN_MM = 27.0
 #: Facet joint space; thin, so it shows as a dark line on CT.
 FACET_GAP_MM = 1.5
 #: Sacroiliac joint space.
@@ -367,6 +376,13 @@ def sac_half_width(lay: Layout, z: float) -> float:
     return float(np.interp(z, zz[o], lay.sac_radii[o, 0]))
 
 
+def canal_half_width(lay: Layout, z: float) -> float:
+    """Half-width (mm) of the spinal canal at height ``z``."""
+    zz = lay.canal_path[:, 2]
+    o = np.argsort(zz)
+    return float(np.interp(z, zz[o], lay.canal_radii[o, 0]))
+
+
 def _place_roots(lay: Layout) -> None:
     """Exiting roots: from the dura, under the pedicle, then anterolaterally and down."""
     vs = lay.vertebrae
@@ -397,6 +413,60 @@ def _place_roots(lay: Layout) -> None:
             radii = np.array([r, r, r * 1.25, r * 1.2, r])
             lay.roots[f"nerve root {nm} {side}"] = dict(
                 points=pts, radii=radii, radius=r, diameter_mm=2 * r, vertebra=nm, side=side)
+    _place_s1_roots(lay)
+
+
+def _place_s1_roots(lay: Layout) -> None:
+    """The S1 roots: the traversing roots at L5-S1, out through the first sacral foramina.
+
+    The S1 root sleeve leaves the dural sac at or just above the L5-S1 disc (it takes off
+    more cephalad and more vertically than any lumbar root, and its ganglion lies highest
+    in its foramen: Hasegawa 1996, MRI of 233 roots), runs down in the lateral recess along
+    the medial wall of the S1 pedicle, passes under the pedicle into the S1 foramen inside
+    the sacrum and leaves through the first anterior sacral foramen, then runs
+    anterolaterally and caudally on the front of the sacrum (toward the sciatic notch).
+    The phantom's sacrum is solid bone beside its canal, so the painted root shows in the
+    canal and in front of the sacrum; its centre line (the landmark) runs through the bone.
+    Worked in S1's frame (``u`` left, ``v`` posterior, ``w`` superior).
+    """
+    v = lay.vertebrae["S1"]
+    disc = next((d for d in lay.discs if d["lower"] == "S1"), None)
+    # the L5-S1 disc's mid-plane at the back of the body (the disc is wedge-shaped: its
+    # posterior height is the one beside the sac)
+    w_disc = v.height / 2 + (disc["height_posterior"] / 2 if disc is not None else 4.0)
+    r = S1_ROOT_DIAMETER_MM / 2
+    ped_top = v.ped_w + v.ped_height / 2
+    ped_bottom = v.ped_w - v.ped_height / 2
+    v_recess = v.depth / 2 + r + 1.0  # on the back of the body, in the canal's front
+
+    def recess_u(w: float) -> float:
+        """The lateral recess at height ``w``: halfway between the sac's edge and the
+        canal's wall (the canal's half-width less 1 mm, where its rounded corner meets
+        the body), against the pedicle's medial wall."""
+        z = v.to_lps([0.0, v.canal_center_v, w])[2]
+        return 0.5 * (sac_half_width(lay, z) + canal_half_width(lay, z) - 1.0)
+
+    for side in SIDES:
+        s = SIDE_SIGN[side]
+        z0 = v.to_lps([0.0, v.canal_center_v, w_disc + 2.0])[2]
+        sac_hw = sac_half_width(lay, z0)
+        # the sleeve leaves the sac's lateral edge 2 mm above the disc's mid-plane
+        p0 = [s * (sac_hw - r), v.canal_center_v - 2.0, w_disc + 2.0]
+        p1 = [s * recess_u(ped_top - 2.0), v_recess, ped_top - 2.0]
+        p2 = [s * recess_u(ped_bottom + 1.0), v_recess - 0.5, ped_bottom + 1.0]
+        # under the pedicle, into the S1 foramen inside the sacrum
+        p3 = [s * (v.canal_width / 2 + 3.0), v.depth / 2 - 2.0, ped_bottom - r - 1.5]
+        # out through the first anterior sacral foramen, onto the front of the sacrum
+        p4 = [s * S1_ANTERIOR_FORAMEN_MM, -v.depth / 2 + 6.0, -v.height / 2 - 1.0]
+        # then anterolaterally and caudally along the sacrum's front toward the sciatic notch
+        d = np.array([s * 0.5, -0.15, -0.85])
+        d /= np.linalg.norm(d)
+        p5 = np.array(p4) + 30.0 * d
+        pts = v.to_lps(np.array([p0, p1, p2, p3, p4, p5]))
+        # the S1 ganglion, the largest, lies in the foramen (Hasegawa 1996)
+        radii = np.array([r, r, r, r * 1.25, r * 1.15, r])
+        lay.roots[f"nerve root S1 {side}"] = dict(
+            points=pts, radii=radii, radius=r, diameter_mm=2 * r, vertebra="S1", side=side)
 
 
 # --- soft tissue paths -------------------------------------------------------------------

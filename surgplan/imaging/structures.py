@@ -4,7 +4,8 @@ The phantom's ground truth, the segmentation, the planner and the report all
 speak of structures by these names, so a name is the key that joins them:
 ``T12``, ``L1`` … ``L5`` (``L6`` when present), ``S1`` for the sacrum;
 ``disc L4-L5``; ``spinal canal``; ``dural sac``; ``nerve root L4 left`` (the
-root that exits below the L4 pedicle); ``foramen L4-L5 left`` (the neural
+root that exits below the L4 pedicle; ``nerve root S1 left`` leaves below the S1
+pedicle, through the first sacral foramen); ``foramen L4-L5 left`` (the neural
 foramen between L4 and L5, where ``nerve root L4 left`` exits); ``ilium left``; ``psoas right``;
 ``aorta``; ``inferior vena cava``; ``kidney left``; ``bowel``; ``skin``.
 """
@@ -53,7 +54,9 @@ PART_CODES = {name: code for code, name in PART_NAMES.items()}
 
 _VERTEBRA_RE = re.compile(r"^(T1[0-2]|L[1-6]|S1)$")
 _DISC_RE = re.compile(r"^disc (T1[0-2]|L[1-6])-(L[1-6]|S1)$")
-_ROOT_RE = re.compile(r"^nerve root (T1[0-2]|L[1-6]) (left|right)$")
+#: Roots named after the vertebra whose pedicle they pass under: T10 … L6, and S1 (through
+#: the first sacral foramen; the traversing root at L5-S1).
+_ROOT_RE = re.compile(r"^nerve root (T1[0-2]|L[1-6]|S1) (left|right)$")
 _FORAMEN_RE = re.compile(r"^foramen (T1[0-2]|L[1-6])-(L[1-6]|S1) (left|right)$")
 
 

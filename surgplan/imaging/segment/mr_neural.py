@@ -21,12 +21,18 @@ Each root's foraminal stretch is then looked for on the image near that
 course (:func:`fit_root`): a dark line in a ring of bright fat.  Where it shows,
 the root follows it and is ``segmented`` there; elsewhere it stays ``modelled``
 and the note says why.
+
+*S1 roots.*  The traversing roots at L5-S1 are modelled as on CT
+(:func:`surgplan.imaging.segment.neural.s1_root_model`) from the S1 body's
+endplate, the L5-S1 disc and the sac; their stretch down the lateral recess,
+a dark cord between the bright CSF and the epidural fat, is looked for across
+the recess (left-right and front-back, never leaving the canal) in the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -34,7 +40,7 @@ from scipy.spatial import cKDTree
 
 from surgplan.imaging.segment.grid import WorkGrid
 from surgplan.imaging.segment.neural import (
-    ROOT_SOURCE, RootModel, canal_tube, paint_tube, root_model,
+    RootModel, canal_tube, paint_tube, root_model, root_source, s1_root_model,
 )
 from surgplan.imaging.segment.parts import SIDE_SIGN, ArchGeometry, segment_frame
 
@@ -221,12 +227,20 @@ def model_mr_neural(img: np.ndarray, grid: WorkGrid, curve, arches: Dict[str, Ar
                    "distance of the level (ANATOMY.md); between the stations interpolated")
     roots, models, notes, found = {}, {}, {}, {}
     for name, g in arches.items():
-        if name == "S1":
-            continue
         for side in SIDE_SIGN:
             sac_half = g.canal_half_mm[side] - RECESS_MM
-            rm = root_model(g, side, sac_half)
-            fitted, ratio = fit_root(img, grid, rm, g)
+            if name == "S1":
+                # the recess stretch (points 1-2) moves across the recess, inside the canal
+                # mr_arches puts the band's top on the endplate (its w_upper is the disc)
+                rm = s1_root_model(g, side, sac_half,
+                                   endplate_w_mm=g.pedicle_band_mm[side][1])
+                fitted, ratio = fit_root(img, grid, rm, g, stretch=(1, 3),
+                                         across=((g.frame.lr, FIT_LR_MM), (g.frame.ap, FIT_AP_S1_MM)),
+                                         carry=(1, 3), inside=canal,
+                                         ring_percentile=RECESS_RING_PERCENTILE)
+            else:
+                rm = root_model(g, side, sac_half)
+                fitted, ratio = fit_root(img, grid, rm, g)
             if fitted is not None:
                 rm = fitted
             m = paint_tube(grid, shape, rm.points_lps, rm.radii_mm) & ~sac & ~taken
@@ -234,37 +248,74 @@ def model_mr_neural(img: np.ndarray, grid: WorkGrid, curve, arches: Dict[str, Ar
                 continue
             roots[rm.name] = m
             models[rm.name] = rm
+            source = root_source(rm.name).format(d=rm.diameter_mm)
+            if name == "S1":
+                where, around = "the lateral recess", "the bright CSF and epidural fat"
+            else:
+                where, around = "the foramen", "the bright foraminal fat"
             if fitted is not None:
                 found[rm.name] = True
                 notes[rm.name] = (
-                    f"segmented in the foramen: a dark tube in the bright foraminal fat "
-                    f"({ratio:.2f} of the fat's signal) found near the modelled course and "
-                    "followed there; from the dura to the foramen and beyond it modelled as "
-                    "the rest (" + ROOT_SOURCE.format(d=rm.diameter_mm) + ")")
+                    f"segmented in {where}: a dark tube in {around} ({ratio:.2f} of their "
+                    "signal) found near the modelled course and followed there; the rest "
+                    "modelled (" + source + ")")
             else:
-                notes[rm.name] = (ROOT_SOURCE.format(d=rm.diameter_mm).replace(
+                notes[rm.name] = (source.replace(
                     "segmented pedicle and canal", "bodies, disc planes and dural sac segmented "
-                    "on MR (pedicle at the top of the body, width of its level)")
-                    + "; the image shows no dark root in bright foraminal fat near that course "
-                    "(slices too thick or too far apart, or no fat around it)")
+                    "on MR (pedicle at the top of the body, width of its level)").replace(
+                    "segmented S1, L5-S1 disc and dural sac", "S1 body, L5-S1 disc and dural "
+                    "sac segmented on MR")
+                    + f"; the image shows no dark root in {around} near that course "
+                    "(slices too thick or too far apart, or nothing bright around it)")
     return MrNeural(canal, canal_notes, roots, models, notes, found)
 
 
 #: Search for the root's foraminal stretch (mm): shifts along the spine and front/back.
 FIT_SI_MM = np.arange(-6.0, 6.1, 1.0)
 FIT_AP_MM = np.arange(-4.0, 4.1, 1.0)
+#: Search for the S1 root's recess stretch (mm): across the recess and front/back.
+FIT_LR_MM = np.arange(-4.0, 4.1, 1.0)
+FIT_AP_S1_MM = np.arange(-3.0, 3.1, 1.0)
+#: In the lateral recess the ring around the S1 root is half bright (CSF medially, fat
+#: behind) and half dark (bone laterally, disc in front): its upper quartile is the bright side.
+RECESS_RING_PERCENTILE = 75.0
+#: Share of a shifted stretch's centre line that must stay inside ``inside`` (the canal).
+FIT_INSIDE_SHARE = 0.9
 
 
-def fit_root(img: np.ndarray, grid: WorkGrid, rm: RootModel, g: ArchGeometry):
+def fit_root(img: np.ndarray, grid: WorkGrid, rm: RootModel, g: ArchGeometry,
+             stretch: Tuple[int, int] = (1, 4), across=None,
+             carry: Tuple[int, Optional[int]] = (1, None),
+             inside: Optional[np.ndarray] = None, ring_percentile: float = 50.0):
     """Move the modelled root's foraminal stretch onto the dark root the image shows.
 
-    The stretch from under the pedicle to the foramen's exit (points 2–4 of the
+    The stretch from under the pedicle to the foramen's exit (points 1–3 of the
     model) is shifted along the spine (±6 mm) and front/back (±4 mm); at each
     shift the signal on its centre line is compared with a ring 2.5 mm outside
     it (the foraminal fat).  The darkest ratio wins if it is below
-    1 − :data:`ROOT_CONTRAST` and darker than at the model's own place by a
-    margin; the shift then carries the stretch and the rest of the root
-    beyond it, the dura end stays.
+    1 − :data:`ROOT_CONTRAST`; the shift then carries the stretch and the rest
+    of the root beyond it, the dura end stays.
+
+    Parameters
+    ----------
+    stretch : (int, int)
+        Model points ``[a, b)`` whose polyline is looked for.
+    across : sequence of (unit vector LPS, offsets mm), optional
+        The two directions and offsets searched; by default ``g.frame.si`` ×
+        :data:`FIT_SI_MM` and ``g.frame.ap`` × :data:`FIT_AP_MM`.
+    carry : (int, int or None)
+        Model points ``[a, b)`` the winning shift moves (by default the stretch
+        and everything beyond it).
+    inside : numpy.ndarray, optional
+        bool on ``grid``: shifts whose centre line leaves it (more than
+        1 − :data:`FIT_INSIDE_SHARE` of it) are not considered, so that the S1
+        root's recess stretch cannot settle in the dark cortex of the bone
+        beside the canal.
+    ring_percentile : float
+        Which percentile of the ring's signal the centre is compared with: the
+        median in the foramen, where fat surrounds the root; higher in the
+        lateral recess, where only the CSF and fat of one half of the ring are
+        bright and bone and disc make the other half dark.
 
     Returns
     -------
@@ -273,8 +324,9 @@ def fit_root(img: np.ndarray, grid: WorkGrid, rm: RootModel, g: ArchGeometry):
         seen) when the image does not show it.
     """
     pts, radii = rm.points_lps, rm.radii_mm
-    line = _dense(pts[1:4], 0.5)
-    ring_r = float(radii[1:4].max()) + 2.5
+    a, b = stretch
+    line = _dense(pts[a:b], 0.5)
+    ring_r = float(radii[a:b].max()) + 2.5
     t = np.gradient(line, axis=0)
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     e1 = np.cross(t, g.frame.ap)
@@ -285,15 +337,23 @@ def fit_root(img: np.ndarray, grid: WorkGrid, rm: RootModel, g: ArchGeometry):
     ang = np.linspace(0.0, 2 * np.pi, 8, endpoint=False)
     ring = ring_r * (np.cos(ang)[None, :, None] * e1[:, None, :]
                      + np.sin(ang)[None, :, None] * e2[:, None, :])
-    shifts = np.array([a * g.frame.si + b * g.frame.ap for a in FIT_SI_MM for b in FIT_AP_MM])
+    if across is None:
+        across = ((g.frame.si, FIT_SI_MM), (g.frame.ap, FIT_AP_MM))
+    (e_a, off_a), (e_b, off_b) = across
+    shifts = np.array([x * np.asarray(e_a) + y * np.asarray(e_b) for x in off_a for y in off_b])
     centre = line[None, :, :] + shifts[:, None, :]
     around = centre[:, :, None, :] + ring[None, :, :, :]
     sample = lambda p: ndi.map_coordinates(  # noqa: E731
         img, grid.lps_to_index(p.reshape(-1, 3)).T, order=1, cval=np.nan).reshape(p.shape[:-1])
     c = np.nanmean(sample(centre), axis=1)
-    r = np.nanmedian(sample(around).reshape(len(shifts), -1), axis=1)
+    r = np.nanpercentile(sample(around).reshape(len(shifts), -1), ring_percentile, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(r > 0, c / r, np.nan)
+    if inside is not None:
+        idx = grid.lps_to_index(centre.reshape(-1, 3)).T
+        share = ndi.map_coordinates(inside.astype(np.float32), idx, order=0,
+                                    cval=0.0).reshape(centre.shape[:2]).mean(axis=1)
+        ratio = np.where(share >= FIT_INSIDE_SHARE, ratio, np.nan)
     if not np.isfinite(ratio).any():
         return None, float("nan")
     k = int(np.nanargmin(ratio))
@@ -301,7 +361,7 @@ def fit_root(img: np.ndarray, grid: WorkGrid, rm: RootModel, g: ArchGeometry):
     if not (best < 1.0 - ROOT_CONTRAST):
         return None, best
     moved = pts.copy()
-    moved[1:] += shifts[k]
+    moved[carry[0]:carry[1]] += shifts[k]
     return RootModel(rm.name, moved, radii, rm.diameter_mm), best
 
 

@@ -22,6 +22,17 @@ caudally at 51° to the disc plane, with the diameter of its level (3.5 mm at L1
 → 5.6 mm at L5) and the dorsal root ganglion's swelling in the foramen (MRI
 n = 67; Torun 2008; Silverstein 2015; ANATOMY.md / DOMAIN.md).
 
+*S1 roots.*  The traversing roots at L5-S1, modelled as the lumbar ones but on their
+own course: the sleeve leaves the sac's lateral edge just above the L5-S1 disc's
+mid-plane (the S1 root takes off higher and steeper than any lumbar root:
+Hasegawa 1996, MRI of 233 roots), runs down the lateral recess halfway between
+the sac's edge and the S1 pedicle's medial wall, passes under the pedicle (20 mm
+high from the band's top, the superior endplate: Saluja 2018, 108 sacra) into
+the S1 foramen and leaves through the first anterior sacral foramen (27 mm from
+the midline: Kim 2023, 3D-CT n = 632; Xu 1996), then runs anterolaterally and
+caudally on the front of the sacrum; 5.8 mm thick, the thickest lumbosacral root
+(MRI n = 350, Folia Morphol 2022; MR neurography n = 11, Clin Anat 2018).
+
 *Neural foramina.*  A space, not a no-go structure: it holds the exiting root
 and fat, and a transforaminal tool passes through it.  Between two vertebrae on
 each side (``foramen L4-L5 left``, where ``nerve root L4 left`` exits) it is the
@@ -67,8 +78,11 @@ SAC_FORWARD_MM = 1.0
 #: Superellipse exponent of the canal's cross-section (rounded corners).
 CANAL_P = 2.5
 #: Root diameter (mm) by the vertebra it exits below: L1 3.5 → L5 5.6 (ANATOMY.md).
+#: S1, the thickest lumbosacral root: 5.45 ± 0.8 mm against L1 3.9 mm (MRI n = 350, Folia
+#: Morphol 2022), 5.38 against L5 5.29 mm (MR neurography n = 11, Clin Anat 2018); scaled
+#: to the L5 figure above, 5.8 mm.
 ROOT_DIAMETER_MM = {"T10": 3.0, "T11": 3.1, "T12": 3.3, "L1": 3.5, "L2": 4.0, "L3": 4.5,
-                    "L4": 5.0, "L5": 5.6, "L6": 5.6}
+                    "L4": 5.0, "L5": 5.6, "L6": 5.6, "S1": 5.8}
 #: Exiting root angle to the disc plane (coronal), MRI n = 67.
 ROOT_ANGLE_DEG = 51.0
 #: Root exit from the dura ≈ 18 mm above the upper endplate of the lower vertebra.
@@ -82,6 +96,30 @@ ROOT_SOURCE = ("modelled from the segmented pedicle and canal: leaves the dural 
                "pedicle through the upper foramen, then anterolaterally and caudally at 51° to "
                "the disc plane; diameter {d:.1f} mm (ANATOMY.md: MRI n=67, Torun 2008, "
                "Silverstein 2015)")
+#: S1 pedicle height (mm): anterior 20.7, posterior 20.2 (Saluja 2018, 108 sacra); the S1
+#: root passes under it.
+S1_PEDICLE_HEIGHT_MM = 20.0
+#: Centre of the first anterior sacral foramen from the midline (mm): the posterior foramen
+#: 23.5 ± 2.8 mm out (3D-CT n = 632, Kim 2023), the anterior one ≈ 3 mm lateral of it
+#: (Xu 1996).
+S1_ANTERIOR_FORAMEN_MM = 27.0
+#: Depth (mm) of the S1 body, back wall to front, where the anterior sacral foramina open
+#: beside it: L5's 35.7 ± 3.5 mm (Cook & Baker 2021; ANATOMY.md), S1's endplate alike.
+S1_BODY_DEPTH_MM = 35.7
+#: L5/S1 disc height at its back (mm): 8.5 (MRI n=14; ANATOMY.md).
+S1_DISC_POSTERIOR_MM = 8.5
+#: How far (mm) the S1 root sleeve leaves the sac above the L5-S1 disc's mid-plane.
+S1_TAKEOFF_ABOVE_DISC_MM = 2.0
+#: Length (mm) of the modelled S1 root beyond the anterior sacral foramen.
+S1_ROOT_DISTAL_MM = 30.0
+S1_ROOT_SOURCE = ("modelled from the segmented S1, L5-S1 disc and dural sac: the traversing "
+                  "root at L5-S1 leaves the sac's lateral edge just above the disc's mid-plane "
+                  "(Hasegawa 1996: the S1 root takes off highest and steepest), runs down the "
+                  "lateral recess halfway between the sac and the S1 pedicle's medial wall, "
+                  "passes under the pedicle (20 mm high, Saluja 2018) and leaves through the "
+                  "first anterior sacral foramen (27 mm from the midline, Kim 2023; Xu 1996), "
+                  "then anterolaterally and caudally in front of the sacrum; diameter {d:.1f} mm "
+                  "(the thickest lumbosacral root: MRI n=350, Folia Morphol 2022)")
 #: Step (mm) of the local grid the foramen is traced on (rays run along its AP axis).
 FORAMEN_STEP_MM = 0.5
 #: How far (mm) in front of the bodies' posterior wall line the foramen may reach:
@@ -167,7 +205,7 @@ class NeuralResult:
             out.append((name, m, prov, note))
         for name, m in self.roots.items():
             d = self.root_models[name].diameter_mm
-            out.append((name, m, "modelled", ROOT_SOURCE.format(d=d)))
+            out.append((name, m, "modelled", root_source(name).format(d=d)))
         return out
 
 
@@ -360,6 +398,71 @@ def root_model(g: ArchGeometry, side: str, sac_half_mm: float) -> RootModel:
     return RootModel(root_name(g.name, side), pts, radii, d)
 
 
+def root_source(name: str) -> str:
+    """The model note of a root (``{d}`` to be filled with its diameter)."""
+    return S1_ROOT_SOURCE if name.startswith("nerve root S1 ") else ROOT_SOURCE
+
+
+def s1_root_model(g: ArchGeometry, side: str, sac_half_mm: float,
+                  sac_half_low_mm: Optional[float] = None,
+                  endplate_w_mm: Optional[float] = None) -> RootModel:
+    """The S1 root on ``side``: the traversing root at L5-S1, out of the first sacral foramen.
+
+    Parameters
+    ----------
+    g : ArchGeometry
+        The measured S1 (its frame, the L5-S1 disc's mid-plane ``w_upper_mm``, the
+        pedicle band whose top is the superior endplate, the canal's half-width).
+    side : {'left', 'right'}
+    sac_half_mm : float
+        Half-width of the dural sac (mm) at the L5-S1 disc, where the root leaves it.
+    sac_half_low_mm : float, optional
+        Half-width of the sac (mm) at the pedicle's lower part, where the sac has
+        narrowed; ``sac_half_mm`` when not given.
+    endplate_w_mm : float, optional
+        S1's superior endplate along ``g.frame.si`` (mm); by default ``g.w_upper_mm``
+        (on CT S1's upper end is fitted on its own endplate), else the top of the
+        pedicle band.
+
+    Returns
+    -------
+    RootModel
+        Centre line from the sac out (LPS mm): the take-off, the lateral recess at
+        the pedicle's top and bottom, under the pedicle, the anterior sacral
+        foramen, and 30 mm beyond it.
+    """
+    s = SIDE_SIGN[side]
+    d = ROOT_DIAMETER_MM["S1"]
+    r = d / 2
+    low = sac_half_mm if sac_half_low_mm is None else sac_half_low_mm
+    cw = g.canal_half_mm[side]
+    top = endplate_w_mm
+    if top is None or not np.isfinite(top):
+        top = g.w_upper_mm if np.isfinite(g.w_upper_mm) else g.pedicle_band_mm[side][1]
+    # the pedicle's top ≈ 1 mm under the endplate, as at the lumbar levels
+    ped_bottom = top - 1.0 - S1_PEDICLE_HEIGHT_MM
+    va = g.body_back_mm
+    vc = 0.5 * (g.body_back_mm + g.canal_back_mm)
+    # the disc's mid-plane at its back, beside the sac: half its posterior height up
+    w_disc = top + 0.5 * S1_DISC_POSTERIOR_MM
+    # in the lateral recess, halfway between the sac's edge and the pedicle's medial wall,
+    # and never so far out that the root enters the wall
+    recess = lambda half: min(0.5 * (half + cw), cw - 0.5 * r)  # noqa: E731
+    p0 = [s * max(sac_half_mm - r, 2.0), vc - 2.0, w_disc + S1_TAKEOFF_ABOVE_DISC_MM]
+    p1 = [s * recess(sac_half_mm), va + r + 1.0, top - 3.0]
+    p2 = [s * recess(low), va + r + 0.5, ped_bottom + 1.0]
+    # under the pedicle into the S1 foramen, then out of the anterior foramen onto the front
+    # of the sacrum, 6 mm behind the plane of the body's front (its depth from its back wall)
+    p3 = [s * (cw + 3.0), va - 2.0, ped_bottom - r - 1.5]
+    p4 = [s * S1_ANTERIOR_FORAMEN_MM, va - S1_BODY_DEPTH_MM + 6.0, ped_bottom - 8.0]
+    dvec = np.array([s * 0.5, -0.15, -0.85])
+    p5 = np.array(p4) + S1_ROOT_DISTAL_MM * dvec / np.linalg.norm(dvec)
+    pts = g.to_lps(np.array([p0, p1, p2, p3, p4, p5], float))
+    # the S1 ganglion, the largest, sits in the foramen (Hasegawa 1996)
+    radii = np.array([r, r, r, 1.25 * r, 1.15 * r, r])
+    return RootModel(root_name("S1", side), pts, radii, d)
+
+
 def paint_tube(grid: WorkGrid, shape: Tuple[int, int, int], pts: np.ndarray,
                radii: np.ndarray) -> np.ndarray:
     """Voxels of ``grid`` within the linearly varying radius (mm) of a polyline (LPS mm)."""
@@ -437,13 +540,14 @@ def model_neural(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
     roots, models = {}, {}
     tree = cKDTree(centres)
     for name, g in sorted(arches.items(), key=lambda kv: VERTEBRA_ORDER.index(kv[0])):
-        if name == "S1":
-            continue
-        _, k = tree.query(g.frame.origin_lps)
         for side in SIDES:
-            # the sac's half-width at this level, from what was segmented or modelled
-            sac_half = _sac_half_width(sac, grid, curve, centres, k, side)
-            rm = root_model(g, side, sac_half)
+            if name == "S1":
+                rm = _s1_root(g, side, sac, grid, curve, centres, tree)
+            else:
+                _, k = tree.query(g.frame.origin_lps)
+                # the sac's half-width at this level, from what was segmented or modelled
+                sac_half = _sac_half_width(sac, grid, curve, centres, k, side)
+                rm = root_model(g, side, sac_half)
             m = paint_tube(grid, shape, rm.points_lps, rm.radii_mm) & ~sac & (taken == 0)
             if m.any():
                 roots[rm.name] = m
@@ -464,6 +568,19 @@ def model_neural(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,
                          "so average lumbar sizes (ANATOMY.md) bound it there")
             foramina[foramen_name(upper, lower, side)] = (m, prov, note)
     return NeuralResult(canal, sac, share, notes, roots, models, foramina)
+
+
+def _s1_root(g: ArchGeometry, side: str, sac: np.ndarray, grid: WorkGrid, curve: SpineCurve,
+             centres: np.ndarray, tree: cKDTree) -> RootModel:
+    """:func:`s1_root_model` with the sac's half-width read at the disc and low in the recess."""
+    top = g.w_upper_mm if np.isfinite(g.w_upper_mm) else g.pedicle_band_mm[side][1]
+    w_disc = top + 0.5 * S1_DISC_POSTERIOR_MM
+    vc = 0.5 * (g.body_back_mm + g.canal_back_mm)
+    halves = []
+    for w in (w_disc, top - S1_PEDICLE_HEIGHT_MM):
+        _, k = tree.query(g.to_lps(np.array([0.0, vc, w])))
+        halves.append(_sac_half_width(sac, grid, curve, centres, k, side))
+    return s1_root_model(g, side, halves[0], min(halves[1], halves[0]))
 
 
 def adjacent_pairs(arches: Dict[str, object]) -> List[Tuple[str, str]]:
