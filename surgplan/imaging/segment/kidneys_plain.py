@@ -10,13 +10,21 @@ parenchyma density lateral to the psoas at T11–L3:
    reach), not bone, vessel or anything already labelled;
 2. an opening with a ball of :data:`OPEN_MM` (5 mm, else 3.5 mm) cuts the thin bridges
    partial volume makes to the liver, spleen, muscles and bowel;
-3. per side, the largest piece of kidney size (:data:`KIDNEY_ML`) whose centre lies
-   where kidneys lie (3.5–11 cm from the midline);
+3. per side, among the pieces of kidney size (:data:`KIDNEY_ML`) whose centre lies
+   3.5–11 cm from the midline, the one that is most kidney for its place: its volume
+   weighted by how near its centre lies to where the kidney's centre lies
+   (:data:`CENTRE_U_MM`, :data:`CENTRE_V_MM`: the hilum ≈ 5 cm from the midline and
+   the organ ≈ 5 cm wide, on the psoas and quadratus lumborum beside the bodies).
+   The largest piece alone is not the kidney: the spleen's lower pole and rim (less
+   dense than its bulk on a noisy 3 mm scan) and the colon's fluid-filled flexures
+   reach the parenchyma band too, but lie farther out (the spleen posterolateral,
+   against the ribs) or farther forward (the colon, in front of the kidney);
 4. it is found again with the band closed :data:`OWN_HU` above its own median (the
    edges of the liver and muscles may bridge to it); its sinus (fat, pelvis and
    vessels opening medially) is filled by the convex hull of each slice where that
    adds no more than a sinus would, else by a closing; and it is grown to half-way
-   between parenchyma and fat.
+   between parenchyma and fat, never into tissue denser than the parenchyma band
+   (the liver and spleen, ≈ 45–55 HU, touch the kidney without fat between).
 """
 
 from __future__ import annotations
@@ -39,8 +47,14 @@ KIDNEY_ML = (40.0, 600.0)
 TAIL_MM = 12.0
 #: Parenchyma reads no more than this above the median of the kidney first found (HU).
 OWN_HU = 15.0
-#: Lateral offset of the kidney's centre from the spine's midline (mm).
-CENTRE_U_MM = (35.0, 110.0)
+#: Lateral offset of the kidney's centre from the spine's midline (mm): a piece whose centre
+#: lies outside this range is not the kidney.
+CENTRE_U_RANGE_MM = (35.0, 110.0)
+#: Where the kidney's centre usually lies, and how far it strays (mm): laterally the hilum
+#: at ≈ 5 cm from the midline plus half the ≈ 5 cm width (ANATOMY.md); along ``v`` level
+#: with the vertebral body's centre (the kidney lies on the psoas and quadratus lumborum,
+#: beside the bodies and in front of the transverse processes).
+CENTRE_U_MM, CENTRE_V_MM, CENTRE_SPREAD_MM = 75.0, 0.0, 20.0
 
 
 def _hull_per_slice(m: np.ndarray, closed: np.ndarray) -> np.ndarray:
@@ -109,7 +123,7 @@ def plain_kidneys(hu_s: np.ndarray, spacing_mm: float, body: np.ndarray, free: n
     for open_mm in OPEN_MM:
         r = max(1, int(round(open_mm / s)))
         opened = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(img, [r] * 3)) > 0
-        for side, m in _pick(opened, a_u, s, list(todo)).items():
+        for side, m in _pick(opened, a_u, a_v, s, list(todo)).items():
             # the kidney's own density, then again with the band closed above it: the
             # liver's and muscles' edges read a little lower than their bulk and may bridge
             # to it; parenchyma reads within ≈ 15 HU of its median
@@ -121,9 +135,11 @@ def plain_kidneys(hu_s: np.ndarray, spacing_mm: float, body: np.ndarray, free: n
             again[box] = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
                 sitk.BinaryMorphologicalClosing(sitk.GetImageFromArray(tight), [1] * 3),
                 [r] * 3)) > 0
-            m2 = _pick(again & ndi.binary_dilation(m, iterations=1), a_u, s, [side]).get(side)
+            m2 = _pick(again & ndi.binary_dilation(m, iterations=1), a_u, a_v, s,
+                       [side]).get(side)
             m = _drop_back_tail(m if m2 is None else m2, a_v, cv)
-            out[side] = _finish(m, hu, body[sl] & free[sl] & region, r, hu_s.shape, sl, s)
+            out[side] = _finish(m, hu, body[sl] & free[sl] & region, r, hu_s.shape, sl, s,
+                                own + OWN_HU)
             todo.remove(side)
         if not todo:
             break
@@ -156,29 +172,46 @@ def _drop_back_tail(m: np.ndarray, a_v: np.ndarray, cv: np.ndarray) -> np.ndarra
     return m
 
 
-def _pick(cand: np.ndarray, a_u: np.ndarray, s: float, sides: list) -> dict:
-    """Per side, the largest piece of ``cand`` of kidney size centred where kidneys lie."""
+def _pick(cand: np.ndarray, a_u: np.ndarray, a_v: np.ndarray, s: float, sides: list) -> dict:
+    """Per side, the piece of ``cand`` of kidney size that is most kidney for its place.
+
+    Each piece centred 3.5–11 cm from the midline is scored by its volume times
+    ``exp(-d² / 2σ²)``, ``d`` the distance (mm, in the slice's u-v plane) of its centre
+    from where the kidney's centre usually lies (:data:`CENTRE_U_MM`,
+    :data:`CENTRE_V_MM`), σ = :data:`CENTRE_SPREAD_MM`.  A piece at the usual place
+    wins over a larger one 3–4 cm off it (the spleen's rim, a colonic flexure), while
+    a kidney a little out of place still beats small scraps at the usual place.
+    """
     lab, n = ndi.label(cand)
     out = {}
     if n == 0:
         return out
     vox_ml = s ** 3 / 1000.0
-    sizes = np.bincount(lab.ravel(), minlength=n + 1) * vox_ml
-    sum_u = np.bincount(lab.ravel(), weights=a_u.ravel(), minlength=n + 1)
-    ml = sizes[1:]
-    u = sum_u[1:] / np.maximum(ml / vox_ml, 1.0)
+    flat = lab.ravel()
+    count = np.bincount(flat, minlength=n + 1)[1:]
+    ml = count * vox_ml
+    u = np.bincount(flat, weights=a_u.ravel(), minlength=n + 1)[1:] / np.maximum(count, 1)
+    v = np.bincount(flat, weights=a_v.ravel(), minlength=n + 1)[1:] / np.maximum(count, 1)
     fits = (ml >= KIDNEY_ML[0]) & (ml <= KIDNEY_ML[1])
     for side in sides:
         sgn = 1.0 if side == "left" else -1.0
-        ok = fits & (sgn * u >= CENTRE_U_MM[0]) & (sgn * u <= CENTRE_U_MM[1])
+        ok = fits & (sgn * u >= CENTRE_U_RANGE_MM[0]) & (sgn * u <= CENTRE_U_RANGE_MM[1])
         if ok.any():
-            out[side] = lab == int(np.argmax(np.where(ok, ml, -1.0))) + 1
+            d2 = (sgn * u - CENTRE_U_MM) ** 2 + (v - CENTRE_V_MM) ** 2
+            score = np.where(ok, ml * np.exp(-0.5 * d2 / CENTRE_SPREAD_MM ** 2), -1.0)
+            out[side] = lab == int(np.argmax(score)) + 1
     return out
 
 
 def _finish(m: np.ndarray, hu: np.ndarray, ok: np.ndarray, r: int, shape: tuple,
-            sl: slice, s: float) -> np.ndarray:
-    """Sinus filled and surface grown back; on the whole working grid."""
+            sl: slice, s: float, top_hu: float) -> np.ndarray:
+    """Sinus filled and surface grown back; on the whole working grid.
+
+    ``top_hu`` is the densest parenchyma (HU, smoothed): the growth never enters
+    denser tissue, so a liver or spleen lying on the kidney without fat between stays out.
+    """
+    # the parenchyma's own density, before the sinus (fat) is filled in
+    own = float(np.median(hu[m]))
     # the renal sinus (fat, pelvis, vessels) opens medially, up to ≈ 3 cm wide: the
     # kidney is its convex hull in each slice (a bean's hull is the bean and its hilum)
     rc = max(1, int(round(10.0 / s)))
@@ -192,10 +225,10 @@ def _finish(m: np.ndarray, hu: np.ndarray, ok: np.ndarray, r: int, shape: tuple,
                             [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool))
     m = _hull_per_slice(m, closed | m) & ok
     # the opening shaved the surface: grow back to half-way between parenchyma and fat
-    half = 0.5 * (float(np.median(hu[m])) + -95.0)
+    half = 0.5 * (own + -95.0)
     idx = np.nonzero(m)
     box = tuple(slice(max(int(v.min()) - r - 2, 0), int(v.max()) + r + 3) for v in idx)
-    grow = (hu[box] >= half) & (hu[box] <= PARENCHYMA_HU[1] + 10.0) & ok[box]
+    grow = (hu[box] >= half) & (hu[box] <= top_hu) & ok[box]
     m[box] = ndi.binary_dilation(m[box], mask=grow | m[box], iterations=r + 1)
     full = np.zeros(shape, bool)
     full[sl] = m
