@@ -244,7 +244,10 @@ def parts_neural_figures(a, truth, case) -> dict:
         tl = case.landmarks.roots.get(tname)
         if tl is None:
             continue
-        tp = resample_polyline(np.asarray(tl.points_lps, float)[:4], 1.0)
+        # an exiting root from the dura to the foramen's exit; an S1 root (the traversing
+        # root at L5-S1) from the sac to the foot of the lateral recess, its stretch in the
+        # canal (beyond it the phantom's solid sacrum holds no root voxels)
+        tp = resample_polyline(np.asarray(tl.points_lps, float)[:3 if match.get(v, v) == "S1" else 4], 1.0)
         pts = np.argwhere(a.mask(it.name))[:, ::-1] @ a.ijk_to_lps[:3, :3].T + a.ijk_to_lps[:3, 3]
         d_for = centre_line_distance_mm(tp, pts)
         roots.append((it.name, tname, float(np.nanmean(d_for)) if np.isfinite(d_for).any()
@@ -322,8 +325,9 @@ def print_parts_neural(res: dict) -> None:
               + f"{np.mean(got):7.2f}")
     print(f"   dural sac Dice {res['sac_dice']:.3f} ({res['sac_provenance']}; target ≥ 0.85), "
           f"canal incl. sac Dice {res['canal_dice']:.3f}")
-    print("   exiting roots: distance (mm) from the true centre line (dura → foramen exit) to "
-          "the centre of ours, mean / max, and the share of it ours does not cover")
+    print("   roots: distance (mm) from the true centre line (exiting roots: dura → foramen "
+          "exit; S1: sac → foot of the lateral recess) to the centre of ours, mean / max, and "
+          "the share of it ours does not cover")
     for ours, tn, mean, mx, miss in res["roots"]:
         print(f"     {ours:22} vs true {tn:22} {mean:5.1f} / {mx:5.1f}   {miss:4.0%}")
     print("   neural foramina: Dice against the phantom's (same rule, exact walls), provenance")
