@@ -40,7 +40,7 @@ falls back on the lumbar mean of ANATOMY.md and the vertebra is reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -95,6 +95,13 @@ _IAP_LATERAL_FRONT_MM = 1.0
 #: Between it and the pedicle the bone is the pars interarticularis, counted with the
 #: lamina.
 _IAP_TOP_ABOVE_ENDPLATE_MM = 7.0
+#: The transverse process's top is read this far beyond the pedicle's lateral wall (mm):
+#: past the superior articular process's lateral edge, within the shortest process
+#: (L1 ≈ 10 mm, Li 2003).
+_TP_PROBE_BEYOND_PEDICLE_MM = (7.0, 9.0)
+#: ... and is held at least this far above the pedicle's mid-height (mm), half the
+#: thinnest process's height.
+_TP_HALF_HEIGHT_MIN_MM = 4.0
 #: Disc height assumed (mm) where the disc below was not measured.
 _FALLBACK_DISC_MM = 10.0
 #: S1 body height (mm): L5 ≈ 28, S1 as the phantom's and ANATOMY.md's adult.
@@ -138,6 +145,9 @@ class ArchGeometry:
     endplate_back_mm : float
         The inferior endplate along ``si`` at the back of the body (mm), where the
         articular processes hang; NaN when not found.
+    tp_top_mm : dict
+        ``side → w`` of the transverse process's upper edge (mm); above it, lateral
+        to the pedicle, is the superior articular process.  Missing: the band's top.
     """
 
     @property
@@ -158,6 +168,7 @@ class ArchGeometry:
     measured: tuple = ()
     disc_below_mm: float = float("nan")
     endplate_back_mm: float = float("nan")
+    tp_top_mm: Dict[str, float] = field(default_factory=dict)
 
     @property
     def canal_ap_mm(self) -> float:
@@ -398,7 +409,7 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
                  - float(np.clip(_PEDICLE_HEIGHT_PER_BODY * body_height,
                                  _MIN_PEDICLE_HEIGHT_MM, _MAX_PEDICLE_HEIGHT_MM)))
     # --- pedicles, per side ----------------------------------------------------------------
-    canal_half, band, outer = {}, {}, {}
+    canal_half, band, outer, tp_top = {}, {}, {}, {}
     ws = np.arange(-40.0, 40.0, STEP_MM) + w_mid
     for side in SIDES:
         s = SIDE_SIGN[side]
@@ -456,8 +467,28 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
         else:
             found.append(f"pedicle {side} width")
         outer[side] = po
+        # the transverse process springs from the pedicle-lamina junction at about the
+        # pedicle's mid-height, a bar 8-16 mm high (ANATOMY.md: L5 thick); above it,
+        # lateral to the pedicle, rises the superior articular process.  Its top is read
+        # off the bone run a little beyond the pedicle (past the SAP's lateral edge),
+        # over the depth of the junction
+        mid = 0.5 * sum(band[side])
+        tops = []
+        tp_depths = body_back + np.array([0.4, 0.6, 0.8, 1.0]) * (canal_back - body_back)
+        for du in _TP_PROBE_BEYOND_PEDICLE_MM:
+            hit = probe(s * (po + du), tp_depths[:, None], ws[None, :]).any(axis=0)
+            runs = [(ws[a] - STEP_MM / 2, ws[b - 1] + STEP_MM / 2) for a, b in _runs(hit)]
+            runs = [r for r in runs if r[0] <= mid + 2.0 and r[1] >= mid - 2.0]
+            if runs:
+                tops.append(max(r[1] for r in runs))
+        if tops:
+            tp_top[side] = float(np.clip(np.median(tops), mid + _TP_HALF_HEIGHT_MIN_MM,
+                                         band[side][1]))
+            found.append(f"transverse process {side} top")
+        else:
+            tp_top[side] = band[side][1]
     return ArchGeometry(name, frame, w_lo, w_hi, body_back, canal_back, canal_half, band, outer,
-                        body_half, tuple(found), span.disc_below_mm, endplate_back)
+                        body_half, tuple(found), span.disc_below_mm, endplate_back, tp_top)
 
 
 def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
@@ -515,10 +546,20 @@ def classify_parts(g: ArchGeometry, u: np.ndarray, v: np.ndarray, w: np.ndarray,
         out[iap] = side("inferior articular process")[iap]
         tp = ~medial & ~above & ~below & (au > po)
         out[tp] = side("transverse process")[tp]
+        # above the transverse process, beyond the pedicle and behind the body: the SAP
+        tt = np.where(left, g.tp_top_mm.get("left", np.inf), g.tp_top_mm.get("right", np.inf))
+        sap_lat = tp & (w > tt) & (v > va + 2.0)
+        out[sap_lat] = side("superior articular process")[sap_lat]
         out[body] = P["body"]
         return out
     # S1: the ala lateral to the body, the rest of the sacrum below it
     out[iap] = P["lamina"]
+    # S1's pedicle runs ≈ 40° posterolaterally (ANATOMY.md): beside its lamina, which
+    # covers the canal and the pedicle's medial half, the bone behind the canal at the
+    # pedicle's height is still pedicle (the lateral mass under the SAP)
+    ped_back = (~medial & (v > vp + 1.5) & (au > cw + 0.5 * (po - cw))
+                & (w >= pb - 1.0) & (w <= pt))
+    out[ped_back] = side("pedicle")[ped_back]
     h = g.w_upper_mm - g.w_lower_mm if np.isfinite(g.w_upper_mm - g.w_lower_mm) else 28.0
     w_top = g.w_upper_mm if np.isfinite(g.w_upper_mm) else 0.5 * h
     # the ala lies lateral to the body, in front of the pedicles and below the endplate
