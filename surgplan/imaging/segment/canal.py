@@ -23,6 +23,9 @@ RING_HU = 150.0
 #: Canal contents: CSF and epidural fat, blurred with their bony walls (HU).
 DARK_HU = 70.0
 RAY_MM = 22.0
+#: How much farther (×) the canal's centre may move backwards than sideways from one
+#: slice of the track to the next below it.
+AP_LEEWAY = 2.0
 N_RAYS = 16
 
 
@@ -125,7 +128,13 @@ def track_canal(hu_s: np.ndarray, body: np.ndarray, spacing_mm: float) -> CanalT
                 break
             here = np.nonzero(zc == z)[0]
             if len(here):
-                d = np.linalg.norm((com[here, 1:] - last) * spacing_mm, axis=1)
+                # Going down, the canal leans back with the sacrum (≈ 45° at the
+                # lumbosacral junction) and its centre shifts back where the laminae
+                # open (the L5-S1 window): a step backwards counts half there
+                step_yx = (com[here, 1:] - last) * spacing_mm
+                back = (step_yx[:, 0] > 0) & (step < 0)
+                d = np.hypot(np.where(back, step_yx[:, 0] / AP_LEEWAY, step_yx[:, 0]),
+                             step_yx[:, 1])
                 ok = d < 6.0 + 0.35 * gap_mm
                 if ok.any():
                     best = here[ok][np.argmax(area[here[ok]] - 2.0 * d[ok])]

@@ -141,6 +141,11 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     report(0.45, "discs")
     planes = find_disc_planes(hw, work, curve)
     check(cancel)
+    at_edge = curve.points_lps[0][2] - lo[2] < 25.0
+    if at_edge and len(planes) >= 2 and planes[1].s_mm - planes[0].s_mm >= FUSED_SEGMENT_MM:
+        # a 'disc' below a fused segment, with only the field's edge beneath it, is the
+        # junction of two sacral segments (the curve followed the sacral canal down)
+        planes = planes[1:]
     segs = segments_from_planes(curve, planes)
     if not planes:
         findings.append("no disc was found along the spine: the vertebrae could not be "
@@ -158,7 +163,7 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     # lumbar body and disc reach: then it is fused bone, the sacrum, followed down its
     # canal towards the edge of the field.
     fused_below = bool(planes) and planes[0].s_mm >= FUSED_SEGMENT_MM
-    bottom_cut = curve.points_lps[0][2] - lo[2] < 25.0 and not fused_below
+    bottom_cut = at_edge and not fused_below
     bone_w = (hw >= BONE_HU) & body_w
     ribs = rib_bearing_segments(hw, body_w, vert_w, pts_w, segs, WORK_MM)
     vert_w = trim_ribs(vert_w, work, segs, ribs)
