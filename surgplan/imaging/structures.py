@@ -57,7 +57,7 @@ _DISC_RE = re.compile(r"^disc (T1[0-2]|L[1-6])-(L[1-6]|S1)$")
 #: Roots named after the vertebra whose pedicle they pass under: T10 … L6, and S1 (through
 #: the first sacral foramen; the traversing root at L5-S1).
 _ROOT_RE = re.compile(r"^nerve root (T1[0-2]|L[1-6]|S1) (left|right)$")
-_FORAMEN_RE = re.compile(r"^foramen (T1[0-2]|L[1-6])-(L[1-6]|S1) (left|right)$")
+_FORAMEN_RE = re.compile(r"^foramen (T1[0-2]|L[1-6])-(T1[0-2]|L[1-6]|S1) (left|right)$")
 
 
 def disc_name(upper: str, lower: str) -> str:
