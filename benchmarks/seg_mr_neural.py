@@ -1,6 +1,7 @@
-"""Spinal canal and exiting nerve roots of ``segment_mr`` against the phantom's truth.
+"""Spinal canal and nerve roots of ``segment_mr`` against the phantom's truth.
 
-Prints, per phantom MR case, each root's provenance (found in the foramen or
+Prints, per phantom MR case, each root's provenance (found in the foramen, or
+for the S1 roots, the traversing roots at L5-S1, in the lateral recess; or
 modelled), its Dice and the median / largest distance (mm) from the truth's
 centre line to the centre of our root, and the Dice of canal ∪ sac against the
 truth's.  Run: ``python benchmarks/seg_mr_neural.py [1.6] [1.0]`` (voxel mm).
