@@ -428,20 +428,32 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
         # the pedicle's SI extent: the bone run nearest the upper half just lateral to the
         # wall, in the front half of the canal's depth (behind it the articular processes
         # continue the bone down to the facet joints, merged with it on 3 mm voxels)
-        best = None
         depths = body_back + np.array([0.3, 0.4, 0.5]) * (canal_back - body_back)
-        for du in (2.0, 3.5):
-            hit = probe(s * (cw + du), depths[:, None], ws[None, :]).any(axis=0)
-            for a, b in _runs(hit):
-                lo_w, hi_w = ws[a] - STEP_MM / 2, ws[b - 1] + STEP_MM / 2
-                # a pedicle lies within its vertebra's height and is 13–15 mm high
-                # (ANATOMY.md); a longer run has the articular bone below it merged in
-                hi_w = min(hi_w, ped_top_cap)
-                lo_w = max(lo_w, w_mid - height / 2, hi_w - max_ped, ped_floor)
-                overlap = min(hi_w, w_mid + height / 2) - max(lo_w, w_mid)
-                better = best is None or overlap > best[0]
-                if 4.0 <= hi_w - lo_w <= 30.0 and overlap > 2.0 and better:
-                    best = (overlap, lo_w, hi_w)
+
+        def run_band(dus, s=s, cw=cw):
+            best = None
+            for du in dus:
+                hit = probe(s * (cw + du), depths[:, None], ws[None, :]).any(axis=0)
+                for a, b in _runs(hit):
+                    lo_w, hi_w = ws[a] - STEP_MM / 2, ws[b - 1] + STEP_MM / 2
+                    # a pedicle lies within its vertebra's height and is 13–15 mm high
+                    # (ANATOMY.md); a longer run has the articular bone below it merged in
+                    hi_w = min(hi_w, ped_top_cap)
+                    lo_w = max(lo_w, w_mid - height / 2, hi_w - max_ped, ped_floor)
+                    overlap = min(hi_w, w_mid + height / 2) - max(lo_w, w_mid)
+                    better = best is None or overlap > best[0]
+                    if 4.0 <= hi_w - lo_w <= 30.0 and overlap > 2.0 and better:
+                        best = (overlap, lo_w, hi_w)
+            return best
+
+        best = run_band((2.0, 3.5))
+        if best is not None and best[2] - best[1] < _MIN_PEDICLE_HEIGHT_MM - 2.0:
+            # lower than a pedicle next to the wall (a trefoil canal's lateral recess, L5,
+            # cuts into the run above the pedicle's lower half): read along its middle
+            mid = run_band((max(0.5 * _PEDICLE_WIDTH_MM.get(name, _FALLBACK_PEDICLE_WIDTH_MM),
+                                3.5),))
+            if mid is not None and mid[2] - mid[1] > best[2] - best[1]:
+                best = mid
         if best is not None:
             band[side] = (best[1], best[2])
             found.append(f"pedicle {side} height")
