@@ -52,32 +52,53 @@ def test_every_vertebra_voxel_has_a_part_and_nothing_else_does(seg):
 
 def test_parts_match_the_phantom_after_segmentation(seg, small_phantom_truth):
     truth = small_phantom_truth
-    got = {}
+    got, own = {}, {}
     match = matched_truth(seg, truth)
+    sides = ("left", "right")
     for name in [n for n in seg.vertebra_names if match.get(n) in LUMBAR]:
         ms, mt = seg.mask(name), truth.mask(match[name])
+        both = ms & mt
         for part in ("body", "pedicle left", "pedicle right", "lamina", "spinous process",
-                     "inferior articular process left", "inferior articular process right"):
+                     *(f"{p} {s}" for p in ("superior articular process",
+                                            "inferior articular process") for s in sides)):
             c = PART_CODES[part]
             got.setdefault(part, []).append(_dice(ms & (seg.parts == c), mt & (truth.parts == c)))
+            # the sub-region rule alone: on the voxels both call this vertebra
+            own.setdefault(part, []).append(_dice(both & (seg.parts == c),
+                                                  both & (truth.parts == c)))
     means = {p: float(np.mean(v)) for p, v in got.items()}
-    # measured on this 1.6 mm grid: body 0.94, pedicles 0.78, lamina 0.78, spinous 0.87
+    own_means = {p: float(np.mean(v)) for p, v in own.items()}
+    # measured on this 1.6 mm grid: body 0.94, pedicles 0.80, lamina 0.79, spinous 0.87
     assert means["body"] >= 0.9, means
-    assert means["pedicle left"] >= 0.7 and means["pedicle right"] >= 0.7, means
-    assert means["lamina"] >= 0.65 and means["spinous process"] >= 0.75, means
-    # measured 0.64 / 0.66 (0.55 / 0.58 before the pars went to the lamina); the rest of
-    # the error is the facet joint between two vertebrae, drawn by the vertebra step
-    assert min(means["inferior articular process left"],
-               means["inferior articular process right"]) >= 0.58, means
+    assert means["pedicle left"] >= 0.75 and means["pedicle right"] >= 0.75, means
+    assert means["lamina"] >= 0.75 and means["spinous process"] >= 0.8, means
+    # The articular processes' error is mostly the facet joint between two vertebrae,
+    # drawn by the vertebra step (1.5 mm wide, one voxel here): measured SAPs 0.64 / 0.69
+    # (0.63 / 0.67 with the transverse process taking the bone above it), IAPs 0.58 / 0.65
+    # (0.64 / 0.66 once; the vertebra step's joint split has moved since, this step's IAP
+    # rule has not); on the voxels both call the same vertebra SAPs 0.86 / 0.86, IAPs
+    # 0.86 / 0.87
+    for kind, full, alone in (("superior", 0.62, 0.82), ("inferior", 0.55, 0.82)):
+        for side in sides:
+            part = f"{kind} articular process {side}"
+            assert means[part] >= full, (part, means[part])
+            assert own_means[part] >= alone, (part, own_means[part])
+    # S1's pedicles (the S1 screw's corridor), measured 0.74 / 0.69 (0.55 before S1's
+    # frame was taken from its real endplate)
+    s1 = next(n for n in seg.vertebra_names if match.get(n) == "S1")
+    ms, mt = seg.mask(s1), truth.mask("S1")
+    for side in sides:
+        c = PART_CODES[f"pedicle {side}"]
+        assert _dice(ms & (seg.parts == c), mt & (truth.parts == c)) >= 0.65, side
 
 
 def test_parts_from_exact_vertebrae_find_pedicles_and_processes(small_phantom, small_phantom_truth):
     """The sub-region step alone, on the true vertebra labels.
 
-    Measured on this 1.6 mm grid: body 0.97–0.98, pedicles 0.78–0.83, lamina 0.77–0.89,
-    spinous process 0.78–0.94, transverse processes 0.73–0.87, superior articular
-    processes 0.79–0.91, inferior ones 0.83–0.96 (the facet joints are 1.5 mm wide, one
-    voxel here).
+    Measured on this 1.6 mm grid: body 0.97–0.98, pedicles 0.78–0.82, lamina 0.79–0.89,
+    spinous process 0.78–0.94, transverse processes 0.77–0.87, superior articular
+    processes 0.84–0.91, inferior ones 0.83–0.96 (the facet joints are 1.5 mm wide, one
+    voxel here); S1 pedicles 0.75, SAPs 0.80–0.81, alae 0.85.
     """
     truth = small_phantom_truth
     grid = WorkGrid(truth.ijk_to_lps[:3, 3], float(truth.ijk_spacing_mm[0]), truth.shape)
@@ -92,14 +113,21 @@ def test_parts_from_exact_vertebrae_find_pedicles_and_processes(small_phantom, s
                 # the inferior articular processes start below the pars, ≈ 6-7 mm above
                 # the inferior endplate: measured 0.83-0.96 (0.71-0.84 counted from the
                 # pedicle down)
-                floor = {"body": 0.95, "superior articular process": 0.7,
-                         "inferior articular process": 0.78}.get(part.rsplit(" ", 1)[0], 0.72)
+                floor = {"body": 0.95, "superior articular process": 0.82,
+                         "inferior articular process": 0.8}.get(part.rsplit(" ", 1)[0], 0.75)
                 assert _dice(mt & (parts == code), t) >= floor, (name, part)
         # measured canal against the phantom's (ANATOMY.md sizes)
         lm = small_phantom.landmarks.vertebrae[name]
         g = arches[name]
         assert abs(g.canal_half_mm["left"] + g.canal_half_mm["right"] - lm.canal_width_mm) < 2.5
         assert abs(g.canal_ap_mm - lm.canal_ap_mm) < 3.0
+    # S1, measured in the frame of its own superior endplate
+    mt = truth.mask("S1")
+    for part, floor in (("pedicle", 0.7), ("superior articular process", 0.75),
+                        ("sacral ala", 0.8)):
+        for side in ("left", "right"):
+            c = PART_CODES[f"{part} {side}"]
+            assert _dice(mt & (parts == c), mt & (truth.parts == c)) >= floor, (part, side)
 
 
 def test_an_arch_that_cannot_be_measured_is_reported(small_phantom, small_phantom_truth):
