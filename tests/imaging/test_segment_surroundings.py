@@ -203,10 +203,13 @@ def test_bowel_holds_the_loops_without_gas_not_the_liver_or_the_wall(plain_case)
     assert s.provenance == "segmented" and "without gas" in s.notes
     # measured 0.77 (0.64 from the gas-bearing loops alone)
     assert dice(a.mask("bowel"), truth.mask("bowel")) > 0.7
-    # the liver and spleen (both "liver" tissue in the phantom) are solid organs, not bowel
+    # the liver and spleen (both "liver" tissue in the phantom) are solid organs, not bowel:
+    # measured 0.5 % of them in the region (1.2 % when only pieces of ≥ 50 HU were left out)
     code = {v: k for k, v in case.tissue_names.items()}["liver"]
     liver = case.tissues == code
-    assert np.count_nonzero(a.mask("bowel") & liver) < 0.1 * np.count_nonzero(liver)
+    assert np.count_nonzero(a.mask("bowel") & liver) < 0.03 * np.count_nonzero(liver)
+    assert "liver and spleen" in s.notes
+    assert any(f.startswith("liver / spleen:") and "no plan is checked" in f for f in a.findings)
 
 
 def test_without_contrast_psoas_and_ilium_are_still_segmented(plain_case):
@@ -278,6 +281,35 @@ def _slab(gas: bool, fluid_loop: bool = False):
     canal = curve + [0, 25.0, 0]
     return vol, body, grid, curve, canal
 
+
+def test_solid_organ_is_followed_into_its_lighter_back_not_into_the_bowel_beside_it():
+    """A liver-like block (50 HU in front, 35 HU at its back, as the real lumbar CT's liver
+    reads beside the ribs) touching a fluid-filled loop (15 HU in a 45 HU wall) and a thin
+    sheet of muscle density (the diaphragm, 5 mm)."""
+    from surgplan.imaging.segment.soft_tissue import solid_organs
+
+    s = 2.0
+    z, y, x = np.mgrid[0:40, 0:80, 0:80] * s
+    hu = np.full(z.shape, -95.0, np.float32)
+    organ = (x > 20) & (x < 120) & (y > 20) & (y < 120) & (z > 10) & (z < 70)
+    back = organ & (y >= 90)
+    hu[organ] = 50.0
+    hu[back] = 35.0
+    loop = np.hypot(x - 140.0, y - 60.0) < 18.0
+    hu[loop] = 45.0
+    hu[np.hypot(x - 140.0, y - 60.0) < 14.0] = 15.0
+    sheet = (y > 122) & (y < 127) & (x > 20) & (x < 150)
+    hu[sheet] = 45.0
+    hu += np.random.default_rng(2).normal(0.0, 8.0, hu.shape).astype(np.float32)
+    hu = ndi.gaussian_filter(hu, 0.5)
+    found = solid_organs(hu, np.ones(hu.shape, bool), s)
+    # the voxels at the organ's faces are blurred with the fat: judged on its interior
+    inner = ndi.binary_erosion(organ, iterations=2)
+    assert np.count_nonzero(found & back & inner) > 0.9 * np.count_nonzero(back & inner)
+    assert np.count_nonzero(found & inner) > 0.95 * np.count_nonzero(inner)
+    assert np.count_nonzero(found & ~organ) < 0.05 * np.count_nonzero(organ)
+    assert np.count_nonzero(found & loop) < 0.05 * np.count_nonzero(loop)
+    assert np.count_nonzero(found & sheet & ~organ) < 0.2 * np.count_nonzero(sheet & ~organ)
 
 def test_surface_depth_and_subcutaneous_fat_stop_at_the_muscle_wall():
     vol, body, grid, _, _ = _slab(gas=False)
@@ -353,3 +385,33 @@ def test_real_ct_surroundings(shared_data):
         assert sign * (il.centroid_lps[0] - l3[0]) > 40.0
     assert a.structure("skin").provenance == "segmented"
     assert a.structure("bowel").provenance == "segmented"
+    # the liver (≈ 35-55 HU here, lighter at its back) reaches L3 beside the right kidney: it is
+    # left out of the bowel region and the user is told that no plan is checked against it
+    assert "liver and spleen" in a.structure("bowel").notes
+    assert any(f.startswith("liver / spleen:") for f in a.findings), a.findings
+
+
+@pytest.mark.realdata
+def test_solid_organs_are_the_reference_liver_and_spleen_not_the_stomach(shared_data):
+    """20 slices (T11-T12, portal phase) of another real CT with a reference liver (5), spleen
+    (1) and stomach (6): on a 2 mm grid as the scout's, inside the abdominal wall."""
+    import SimpleITK as sitk
+
+    from surgplan.imaging.loader import load_volume
+    from surgplan.imaging.segment.body import body_outline
+    from surgplan.imaging.segment.grid import volume_box_lps
+    from surgplan.imaging.segment.soft_tissue import WALL_MM, solid_organs
+
+    d = shared_data / "ct-abdomen-lumbar"
+    image = load_volume(d / "dicom-j2k-20-slices", modality="CT").to_sitk()
+    grid = WorkGrid.covering(*volume_box_lps(image), 2.0)
+    hu = ndi.gaussian_filter(grid.sample(image), 0.5)
+    body = body_outline(hu, 2.0)
+    ref = grid.sample(sitk.ReadImage(str(d / "dicom-j2k-20-slices-reference-labels.nii.gz")),
+                      labels=True, default=0).astype(int)
+    found = solid_organs(hu, body & (surface_depth_mm(body, 2.0) > WALL_MM), 2.0)
+    organs, liver, stomach = np.isin(ref, (1, 5)), ref == 5, ref == 6
+    # measured: Dice 0.945, 98.7 % of the liver, 0.2 % of the stomach (food and gas, 52 HU)
+    assert dice(found, organs) > 0.9
+    assert np.count_nonzero(found & liver) > 0.95 * np.count_nonzero(liver)
+    assert np.count_nonzero(found & stomach) < 0.05 * np.count_nonzero(stomach)

@@ -619,4 +619,22 @@ def segment_surroundings(ctx: SpineContext, cancel: Optional[CancelToken] = None
         res.findings.append("bowel: no region in front of the retroperitoneum was found")
     if bw.provenance == "modelled":
         res.findings.append("bowel: " + bw.notes)
+    if bw.solid is not None and bw.solid.any():
+        # a cannula must not enter the liver either; until it is a structure of its own,
+        # the user is told where it lies at the lumbar levels, which no plan is checked against
+        low = ctx.scout.origin_lps[2] + ctx.scout.spacing_mm * float(
+            np.nonzero(bw.solid.any(axis=(1, 2)))[0].min())
+        ml = float(np.count_nonzero(bw.solid)) * ctx.scout.spacing_mm ** 3 / 1000.0
+        level = _level_at(ctx, low)
+        res.findings.append(
+            f"liver / spleen: {ml:.0f} ml reach the lumbar levels, down to {level}; they are "
+            "not part of the bowel region and no plan is checked against them")
     return res
+
+
+def _level_at(ctx: SpineContext, z_mm: float) -> str:
+    """The named vertebra whose centre is nearest LPS height ``z_mm`` ("z = … mm" if none)."""
+    named = [(abs(sg.centre_lps[2] - z_mm), nm) for sg, nm in zip(ctx.segments, ctx.names) if nm]
+    if not named:
+        return f"z = {z_mm:.0f} mm"
+    return f"the level of {min(named)[1]}"
