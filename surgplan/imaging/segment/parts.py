@@ -98,7 +98,7 @@ _IAP_TOP_ABOVE_ENDPLATE_MM = 7.0
 #: The transverse process's top is read this far beyond the pedicle's lateral wall (mm):
 #: past the superior articular process's lateral edge, within the shortest process
 #: (L1 ≈ 10 mm, Li 2003).
-_TP_PROBE_BEYOND_PEDICLE_MM = (7.0, 9.0)
+_TP_PROBE_BEYOND_PEDICLE_MM = (7.0, 9.0, 11.0)
 #: ... and is held at least this far above the pedicle's mid-height (mm), half the
 #: thinnest process's height.
 _TP_HALF_HEIGHT_MIN_MM = 4.0
@@ -494,7 +494,7 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
             if runs:
                 tops.append(max(r[1] for r in runs))
         if tops:
-            tp_top[side] = float(np.clip(np.median(tops), mid + _TP_HALF_HEIGHT_MIN_MM,
+            tp_top[side] = float(np.clip(np.min(tops), mid + _TP_HALF_HEIGHT_MIN_MM,
                                          band[side][1]))
             found.append(f"transverse process {side} top")
         else:
