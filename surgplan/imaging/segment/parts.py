@@ -95,9 +95,9 @@ _IAP_LATERAL_FRONT_MM = 1.0
 #: Between it and the pedicle the bone is the pars interarticularis, counted with the
 #: lamina.
 _IAP_TOP_ABOVE_ENDPLATE_MM = 7.0
-#: The transverse process's top is read this far beyond the pedicle's lateral wall (mm):
-#: past the superior articular process's lateral edge, within the shortest process
-#: (L1 ≈ 10 mm, Li 2003).
+#: The transverse process's top is read this far beyond the pedicle's lateral wall (mm),
+#: the lowest run kept: nearer in, a near-sagittal SAP (L1-L3) reaching past the pedicle
+#: reads as the process; the shortest process (L1 ≈ 10 mm, Li 2003) is met by the first.
 _TP_PROBE_BEYOND_PEDICLE_MM = (7.0, 9.0, 11.0)
 #: ... and is held at least this far above the pedicle's mid-height (mm), half the
 #: thinnest process's height.
@@ -482,8 +482,8 @@ def measure_arch(span: VertebraSpan, mask: np.ndarray, grid: WorkGrid) -> ArchGe
         # the transverse process springs from the pedicle-lamina junction at about the
         # pedicle's mid-height, a bar 8-16 mm high (ANATOMY.md: L5 thick); above it,
         # lateral to the pedicle, rises the superior articular process.  Its top is read
-        # off the bone run a little beyond the pedicle (past the SAP's lateral edge),
-        # over the depth of the junction
+        # off the bone runs a little beyond the pedicle (past the SAP's lateral edge),
+        # over the depth of the junction, the lowest of them
         mid = 0.5 * sum(band[side])
         tops = []
         tp_depths = body_back + np.array([0.4, 0.6, 0.8, 1.0]) * (canal_back - body_back)
