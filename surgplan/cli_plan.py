@@ -159,12 +159,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def print_metrics(m, rank: Optional[int] = None, out=None) -> None:
     """A plain-text table of one trajectory's metrics."""
+    from surgplan.planning.procedures import describe_tool
+
     out = out or sys.stdout
     t = m.trajectory
     head = f"#{rank} " if rank else ""
     w = out.write
-    w(f"\n{head}{t.procedure} {t.level} {t.side} — {t.tool.name} "
-      f"({t.tool.diameter_mm:g} mm × {t.tool.working_length_mm:g} mm)\n")
+    w(f"\n{head}{t.procedure} {t.level} {t.side} — "
+      f"{describe_tool(t.tool, name=True, driver_reach=True)}\n")
     w(f"  risk: {m.risk.category.upper()}\n")
     fmt = lambda p: "  ".join(f"{v:7.1f}" for v in p)  # noqa: E731
     w(f"  entry  (LPS mm) {fmt(t.entry_lps)}\n  target (LPS mm) {fmt(t.target_lps)}\n")

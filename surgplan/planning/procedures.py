@@ -276,9 +276,9 @@ TELD = Procedure(
                  "the posterior disc wall, halfway from the midline to the disc's lateral edge "
                  "on the planned side"),
     tools=(
-        Tool("teld-cannula-7.0", 7.0, 175.0, "working cannula 7.0 mm", SRC_CANNULA),
-        Tool("teld-cannula-6.0", 6.0, 175.0, "working cannula 6.0 mm", SRC_CANNULA),
-        Tool("teld-cannula-8.0", 8.0, 200.0, "working cannula 8.0 mm", SRC_CANNULA),
+        Tool("teld-cannula-7.0", 7.0, 175.0, "working cannula", SRC_CANNULA),
+        Tool("teld-cannula-6.0", 6.0, 175.0, "working cannula", SRC_CANNULA),
+        Tool("teld-cannula-8.0", 8.0, 200.0, "working cannula", SRC_CANNULA),
     ),
     critical=(
         CriticalStructure(_ROOT_EXIT, 2.0, True, 1.0, SRC_ROOT),
@@ -305,8 +305,8 @@ IELD = Procedure(
     target_rule=("posterior disc through the interlaminar window: on the disc's mid-plane, 3 mm "
                  "in front of the posterior disc wall, 8 mm from the midline on the planned side"),
     tools=(
-        Tool("ield-cannula-7.0", 7.0, 165.0, "working cannula 7.0 mm", SRC_CANNULA),
-        Tool("ield-cannula-8.0", 8.0, 165.0, "working cannula 8.0 mm", SRC_CANNULA),
+        Tool("ield-cannula-7.0", 7.0, 165.0, "working cannula", SRC_CANNULA),
+        Tool("ield-cannula-8.0", 8.0, 165.0, "working cannula", SRC_CANNULA),
     ),
     critical=(
         # The surgeon retracts the dural sac and the traversing root in IELD: touching them
@@ -373,9 +373,9 @@ INTRADISCAL = Procedure(
     level_kind="disc",
     target_rule="centre of the nucleus pulposus: the disc's centroid",
     tools=(
-        Tool("needle-20G-150", 0.9, 150.0, "spinal needle 20 G, 150 mm", SRC_NEEDLE),
-        Tool("needle-18G-180", 1.3, 180.0, "spinal needle 18 G, 180 mm", SRC_NEEDLE),
-        Tool("needle-22G-90", 0.7, 90.0, "spinal needle 22 G, 90 mm", SRC_NEEDLE),
+        Tool("needle-20G-150", 0.9, 150.0, "spinal needle 20 G", SRC_NEEDLE),
+        Tool("needle-18G-180", 1.3, 180.0, "spinal needle 18 G", SRC_NEEDLE),
+        Tool("needle-22G-90", 0.7, 90.0, "spinal needle 22 G", SRC_NEEDLE),
     ),
     critical=(
         CriticalStructure(_ROOT_EXIT, 2.0, True, 1.0, SRC_ROOT),
@@ -400,9 +400,9 @@ FACET = Procedure(
                  "superior articular process on the planned side: the centre of the bone where "
                  "the two processes meet"),
     tools=(
-        Tool("needle-22G-90", 0.7, 90.0, "spinal needle 22 G, 90 mm", SRC_NEEDLE),
-        Tool("needle-20G-150", 0.9, 150.0, "spinal needle 20 G, 150 mm", SRC_NEEDLE),
-        Tool("rf-cannula-18G-100", 1.3, 100.0, "radiofrequency cannula 18 G, 100 mm",
+        Tool("needle-22G-90", 0.7, 90.0, "spinal needle 22 G", SRC_NEEDLE),
+        Tool("needle-20G-150", 0.9, 150.0, "spinal needle 20 G", SRC_NEEDLE),
+        Tool("rf-cannula-18G-100", 1.3, 100.0, "radiofrequency cannula 18 G",
              SRC_NEEDLE),
     ),
     critical=(
@@ -457,6 +457,47 @@ def screw_size(isthmus_width_mm: float, chord_mm: float) -> Tuple[float, float, 
     want = SCREW_CHORD_FRACTION * chord_mm if math.isfinite(chord_mm) else 45.0
     length = min(SCREW_LENGTHS_MM, key=lambda L: (abs(L - want), L))
     return float(diameter), float(length), note
+
+
+def describe_tool(tool: Tool, *, name: bool = False, driver_reach: bool = False) -> str:
+    """How a tool reads to a person, the same on the terminal, in the window and the PDF.
+
+    A screw (a tool with ``implant_length_mm``) reads as its implant, diameter ×
+    length: ``pedicle screw 7.5 × 50 mm``.  Its ``working_length_mm`` is how deep the
+    driver reaches, not the screw; printed after the diameter it was taken for the
+    screw's length, so it is shown only on request and named as the driver's reach.
+    A cannula or a needle reads as its kind, diameter and working length (the length
+    that matters for it: whether it reaches the target).
+
+    Parameters
+    ----------
+    tool : Tool
+        A catalogue tool, a screw sized by :mod:`surgplan.planning.propose`, or a
+        user's tool.
+    name : bool
+        Start with the tool's catalogue name (``screw-7.5x50: …``), the one ``--tool``
+        takes, where a reader may need to name the tool again (terminal, PDF).
+    driver_reach : bool
+        For a screw, add the driver's reach (mm); ignored for other tools.
+
+    Returns
+    -------
+    str
+        E.g. ``pedicle screw 7.5 × 50 mm``, ``pedicle screw 7.5 × 50 mm, driver reach
+        150 mm``, ``working cannula, Ø 7 mm, working length 175 mm``.
+    """
+    if tool.implant_length_mm is not None:
+        text = f"pedicle screw {tool.diameter_mm:g} × {tool.implant_length_mm:g} mm"
+        if driver_reach:
+            text += f", driver reach {tool.working_length_mm:g} mm"
+    else:
+        kind = tool.description.strip() or tool.name
+        if tool.source == "user" and tool.name not in kind and not name:
+            # a user's tool is chosen by its name (--tool NAME:…): keep it in sight
+            kind = f"{tool.name} ({kind})"
+        text = (f"{kind}, Ø {tool.diameter_mm:g} mm, "
+                f"working length {tool.working_length_mm:g} mm")
+    return f"{tool.name}: {text}" if name and not text.startswith(tool.name) else text
 
 
 def get_procedure(key: str) -> Procedure:

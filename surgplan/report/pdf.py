@@ -42,6 +42,7 @@ from surgplan import __version__
 from surgplan.core.atomic import publish_file
 from surgplan.core.errors import PlanFileError
 from surgplan.core.progress import CancelToken, ProgressCallback, check
+from surgplan.planning.procedures import describe_tool
 
 #: Where the embedded fonts come from: DejaVu (wide Unicode: ≥, °, ±, →) when the
 #: system has it, else Bitstream Vera, which reportlab ships.
@@ -551,8 +552,7 @@ def write_report_pdf(
         t = m.trajectory
         cell, colour = _category_cell(m.risk.category, st)
         rows.append([t.name, titles.get(t.procedure, t.procedure), t.level, t.side,
-                     f"{t.tool.name}: Ø {t.tool.diameter_mm:g} mm, "
-                     f"{t.tool.working_length_mm:g} mm working length", cell])
+                     describe_tool(t.tool, name=True), cell])
         extra.append(("BACKGROUND", (5, r), (5, r), colour))
     story.append(_table(rows, [100, 95, 42, 40, width - 100 - 95 - 42 - 40 - 70, 70],
                         styles=st, extra=extra))
@@ -675,9 +675,7 @@ def _trajectory_section(n: int, m, figs, anatomy, width: float, st, titles) -> l
     reach = tool.working_length_mm - m.length_mm
     geo = [
         ["Procedure", f"{titles.get(t.procedure, t.procedure)} at {t.level}, {t.side}"],
-        ["Tool", f"{tool.name}: Ø {tool.diameter_mm:g} mm, working length "
-                 f"{tool.working_length_mm:g} mm"
-                 + (f", implant {tool.implant_length_mm:g} mm" if tool.implant_length_mm else "")],
+        ["Tool", describe_tool(tool, name=True, driver_reach=True)],
         ["Planned entry (LPS mm)", _pt(t.entry_lps)],
         ["Skin entry (LPS mm)", _pt(m.skin_entry_lps) if m.skin_entry_lps else
          "the line does not cross the body outline"],

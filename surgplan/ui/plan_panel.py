@@ -192,6 +192,9 @@ class PlanPanel(QWidget):
         self.trajectories.setObjectName("trajectoryList")
         self._compact_list(self.trajectories, 3)
         self.trajectories.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # A long tool description elides rather than adding a scroll bar over a third row.
+        self.trajectories.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.trajectories.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.trajectories.currentRowChanged.connect(self._row_changed)
         body.addWidget(self.trajectories)
         row = QHBoxLayout()
@@ -329,11 +332,12 @@ class PlanPanel(QWidget):
     # --- choices -------------------------------------------------------------------------
     def _procedure_changed(self):
         from surgplan.planning import PROCEDURES
+        from surgplan.planning.procedures import describe_tool
 
         proc = PROCEDURES[self.procedure_key()]
         self.tool.clear()
         for t in proc.tools:
-            self.tool.addItem(f"{t.description or t.name} (⌀ {t.diameter_mm:g} mm)", t.name)
+            self.tool.addItem(describe_tool(t), t.name)
         self._fill_levels()
 
     def procedure_key(self) -> str:
@@ -391,11 +395,16 @@ class PlanPanel(QWidget):
             self.proposals.addItem(it)
 
     def show_plan(self, plan, selected: int) -> None:
+        from surgplan.planning.procedures import describe_tool
+
         self._filling = True
         self.trajectories.clear()
         if plan is not None:
             for t in plan.trajectories:
-                self.trajectories.addItem(f"{t.name} — {t.tool.name}")
+                it = QListWidgetItem(f"{t.name} — {describe_tool(t.tool)}")
+                # the narrow panel elides the line; the whole tool is in the tooltip
+                it.setToolTip(f"{t.name} — {describe_tool(t.tool, name=True, driver_reach=True)}")
+                self.trajectories.addItem(it)
             if 0 <= selected < self.trajectories.count():
                 self.trajectories.setCurrentRow(selected)
         self.remove_button.setEnabled(self.trajectories.count() > 0)
