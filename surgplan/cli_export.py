@@ -66,35 +66,105 @@ def cmd_report(args: argparse.Namespace) -> int:
     from surgplan.report.pdf import check_complete
     from surgplan.report.plan_report import build_report, check_plan_matches
 
-    plan = load_plan(args.plan)
+    case_file = is_case_file(args.plan)
+    measurements = []
+    if case_file:
+        plan, measurements = _plan_of_case_file(args.plan)
+    else:
+        plan = load_plan(args.plan)
     if not plan.trajectories:  # refuse before loading and segmenting for nothing
         check_complete(plan, (), args.plan)
     progress = TerminalProgress()
     series = args.series or (plan.case.series_uid or None)
+    # A case file's own (possibly edited) segmentation is read instead of segmenting
+    # again, unless --segmentation names another.
+    from_case = case_file and not args.segmentation and _case_has_anatomy(args.plan)
+
+    def load(series_uid):
+        if from_case:
+            return _load_with_case_anatomy(args.path, args.plan, series_uid, args.modality,
+                                           SubProgress(progress, 0, 0.4))
+        return load_case(args.path, series=series_uid, modality=args.modality,
+                         segmentation=args.segmentation, progress=SubProgress(progress, 0, 0.4))
+
     try:
-        vol, anatomy = load_case(args.path, series=series, modality=args.modality,
-                                 segmentation=args.segmentation,
-                                 progress=SubProgress(progress, 0, 0.4))
+        vol, anatomy = load(series)
     except DicomImportError:
         # The plan's series may carry another key in this input (a synthesised one when
         # the files have empty UIDs): take the default series; its match with the plan
         # is checked next.
         if args.series or series is None:
             raise
-        vol, anatomy = load_case(args.path, modality=args.modality,
-                                 segmentation=args.segmentation,
-                                 progress=SubProgress(progress, 0, 0.4))
+        vol, anatomy = load(None)
     check_plan_matches(plan, vol, args.plan)
     result = build_report(vol, anatomy, plan, args.pdf, csv_path=args.csv,
                           anonymous=args.anonymous, plan_source=args.plan,
-                          progress=SubProgress(progress, 0.4, 1.0))
+                          measurements=measurements, progress=SubProgress(progress, 0.4, 1.0))
     progress.done()
+    if case_file:
+        print(f"{args.plan}: {len(measurements)} measurement"
+              f"{'s' if len(measurements) != 1 else ''}"
+              + (", anatomy from the case file" if from_case else ""))
     for m in result.metrics:
         print(f"{m.trajectory.name}: {m.risk.category} risk, depth {m.length_mm:.1f} mm")
     print(f"report: {result.pdf} ({result.pages} pages)")
     if result.csv:
         print(f"metrics: {result.csv}")
     return 0
+
+
+def is_case_file(path) -> bool:
+    """True for a ``.surgplan`` case file (a zip archive), False for a plan JSON file."""
+    import zipfile
+    from pathlib import Path
+
+    p = Path(path)
+    return p.suffix.lower() == ".surgplan" or (p.is_file() and zipfile.is_zipfile(p))
+
+
+def _plan_of_case_file(path):
+    """(plan, measurements) kept in a ``.surgplan`` file (the window's File ▸ Save plan).
+
+    Raises
+    ------
+    PlanFileError
+        Not a case file, no plan in it, or a member that does not read.
+    """
+    import json
+    import zipfile
+
+    from surgplan.core.errors import PlanFileError
+    from surgplan.planning.plan_files import plan_from_dict
+    from surgplan.ui.case_files import read_manifest, read_measurements  # Qt-free
+
+    read_manifest(path)
+    with zipfile.ZipFile(path) as zf:
+        if "plan.json" not in zf.namelist():
+            raise PlanFileError(f"{path}: the case file holds no plan (only a segmentation or "
+                                "measurements); plan a trajectory in the window and save again")
+        try:
+            data = json.loads(zf.read("plan.json").decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PlanFileError(f"{path}: its plan does not read ({exc}); the file is "
+                                "damaged: save the case again") from None
+    return plan_from_dict(data, f"{path}: plan.json"), read_measurements(path)
+
+
+def _case_has_anatomy(path) -> bool:
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        return "segmentation/labels.json" in zf.namelist()
+
+
+def _load_with_case_anatomy(study, case_path, series, modality, progress):
+    """(volume, anatomy): the study's images, the anatomy kept in the case file."""
+    from surgplan.imaging.loader import load_volume
+    from surgplan.ui.case_files import load_case as load_case_file  # Qt-free
+
+    vol = load_volume(study, series_uid=series, modality=modality.upper() if modality else None,
+                      progress=progress)
+    return vol, load_case_file(case_path, vol)[2]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -169,7 +239,9 @@ def register(sub) -> None:
     )
     s.add_argument("path", help="the study the plan was made on (folder, .zip, DICOMDIR, "
                    "file or volume file)")
-    s.add_argument("--plan", required=True, help="plan file (JSON)")
+    s.add_argument("--plan", required=True,
+                   help="plan file (JSON), or a case file (.surgplan, File ▸ Save plan in the "
+                   "window): its plan, segmentation and measurements are reported")
     s.add_argument("--pdf", required=True, help="PDF file to write")
     s.add_argument("--csv", help="also write the metrics CSV here")
     s.add_argument("--segmentation", metavar="DIR",

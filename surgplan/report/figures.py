@@ -140,11 +140,32 @@ def _frame_slice(scene, centre_lps, half_height_mm: float) -> None:
     cam.SetParallelScale(float(half_height_mm))
 
 
+#: A measurement is drawn on a slice picture when all its points lie this close to the
+#: picture's plane (mm): about a slice of a 2-3 mm CT, so what is drawn is what was measured.
+MEASUREMENT_IN_PLANE_MM = 2.5
+
+
+def in_plane(measurement, axes, point_lps, tol_mm: float = MEASUREMENT_IN_PLANE_MM) -> bool:
+    """True when every point of ``measurement`` lies within ``tol_mm`` of the plane.
+
+    The plane has screen axes ``axes`` (``(u, v)`` LPS, or a standard view's name) and
+    goes through ``point_lps`` (LPS mm).
+    """
+    from surgplan.render import STANDARD_AXES
+
+    u, v = STANDARD_AXES[axes] if isinstance(axes, str) else axes
+    n = np.cross(_unit(u), _unit(v))
+    n = n / np.linalg.norm(n)
+    d = (np.asarray(measurement.points_lps, float) - np.asarray(point_lps, float)) @ n
+    return bool(np.all(np.abs(d) <= tol_mm))
+
+
 def _slice_figure(volume, labels, axes, point_lps, *, tools=(), focus_lps=None,
-                  half_field_mm: float = SLICE_HALF_FIELD_MM, size=(1000, 800), name=""):
+                  half_field_mm: float = SLICE_HALF_FIELD_MM, size=(1000, 800), name="",
+                  measurements=(), font_scale: float = 1.0):
     from surgplan.render import SliceScene, render_offscreen
 
-    s = SliceScene(axes, name=name)
+    s = SliceScene(axes, name=name, font_scale=font_scale)
     s.set_volume(volume)
     if labels is not None:
         s.set_labels(labels)
@@ -153,9 +174,116 @@ def _slice_figure(volume, labels, axes, point_lps, *, tools=(), focus_lps=None,
     s.set_crosshair_visible(False)
     if tools:
         s.set_tools(list(tools))
+    if measurements:
+        s.set_measurements(list(measurements))
     render_offscreen(s, size)  # first render: the renderer learns its size
     _frame_slice(s, focus_lps if focus_lps is not None else point_lps, half_field_mm)
     return render_offscreen(s, size)
+
+
+def _measured_here(measurements, axes, point_lps):
+    """(numbers from 1, measurements) of those lying in the plane of a slice picture."""
+    nums, items = [], []
+    for n, m in enumerate(measurements or (), 1):
+        if in_plane(m, axes, point_lps):
+            nums.append(n)
+            items.append(m)
+    return nums, items
+
+
+def _measured_caption(nums) -> str:
+    if not nums:
+        return ""
+    which = ", ".join(str(n) for n in nums)
+    return (f" Measurement{'s' if len(nums) > 1 else ''} {which} (in this plane) drawn in "
+            "yellow.")
+
+
+def measurement_plane(measurement):
+    """The plane a measurement is best seen in: ``(key, (u, v), centre_lps)``.
+
+    A standard plane (``'axial'``, ``'sagittal'``, ``'coronal'``) when the points lie
+    within :data:`MEASUREMENT_IN_PLANE_MM` of one, as when they were drawn on it;
+    otherwise the plane through the points (an angle's three) or through the line
+    (a distance's), closest to sagittal or axial, named ``'oblique'``.
+    """
+    from surgplan.render import STANDARD_AXES
+
+    pts = np.asarray(measurement.points_lps, float)
+    centre = measurement.centre_lps
+    best = None
+    for key in ("sagittal", "axial", "coronal"):
+        u, v = (np.asarray(a, float) for a in STANDARD_AXES[key])
+        spread = float(np.ptp(pts @ np.cross(u, v)))
+        if best is None or spread < best[0]:
+            best = (spread, key, (tuple(u), tuple(v)))
+    if best[0] <= MEASUREMENT_IN_PLANE_MM:
+        # Through the points' mean depth: the slice they were drawn on.
+        return best[1], best[2], centre
+    if measurement.kind == "angle":
+        n = np.cross(pts[0] - pts[1], pts[2] - pts[1])
+        if np.linalg.norm(n) > 1e-6:
+            n = _unit(n)
+            u = _in_plane(n, np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0]))
+            v = _unit(np.cross(n, u))
+            if v[2] < 0:  # superior up, as the standard views have it
+                u, v = -u, -v
+            return "oblique", (tuple(u), tuple(v)), centre
+    d = pts[-1] - pts[0]
+    if np.linalg.norm(d) < 1e-6:
+        return best[1], best[2], centre
+    kind = "sagittal" if abs(_unit(d)[2]) > 0.5 else "axial"
+    u, v = plane_axes_through(d, kind)
+    return "oblique", (tuple(u), tuple(v)), centre
+
+
+def measurement_figures(
+    volume,
+    anatomy,
+    measurements: Sequence[object],
+    *,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> List[Figure]:
+    """One picture per measurement: the slice it lies in, the measurement drawn on it.
+
+    Parameters
+    ----------
+    volume : Volume
+    anatomy : Anatomy or None
+        Its labels are drawn faintly under the measurement when given.
+    measurements : sequence of Measurement
+        LPS mm (:class:`surgplan.planning.measurements.Measurement`).
+
+    Returns
+    -------
+    list of Figure
+        Keys ``measurement1`` …, titles ``Measurement n``, captions naming the plane.
+    """
+    from surgplan.render import label_display
+
+    report = progress or (lambda f, m: None)
+    labels = label_display(anatomy) if anatomy is not None else None
+    figs: List[Figure] = []
+    for n, m in enumerate(measurements, 1):
+        check(cancel)
+        report((n - 1) / max(1, len(measurements)), f"picture of measurement {n}")
+        key, axes, centre = measurement_plane(m)
+        extent = float(np.ptp(np.asarray(m.points_lps, float) @ np.array(axes).T, axis=0).max())
+        # The measurement and enough around it to see which bone it spans.
+        half = max(35.0, 0.75 * extent + 15.0)
+        rgb = _slice_figure(volume, labels, axes, centre, focus_lps=centre, half_field_mm=half,
+                            size=(800, 800), name=f"measurement {n}", measurements=[m],
+                            font_scale=2.0)
+        where = {"axial": f"axial slice z = {centre[2]:.1f} mm",
+                 "sagittal": f"sagittal slice x = {centre[0]:.1f} mm",
+                 "coronal": f"coronal slice y = {centre[1]:.1f} mm"}.get(
+                     key, "oblique plane through its points")
+        title = f"Measurement {n}" + (f": {m.label}" if getattr(m, "label", "") else "")
+        figs.append(Figure(f"measurement{n}", title,
+                           f"{m.value_text} on the {where} (LPS), drawn in yellow.", rgb))
+    report(1.0, "measurement pictures done")
+    return figs
 
 
 def _scene3d(meshes, tools=(), *, visible: Optional[Iterable[str]] = None):
@@ -174,6 +302,7 @@ def anatomy_figures(
     *,
     meshes: Optional[Dict[str, object]] = None,
     focus_lps=None,
+    measurements: Sequence[object] = (),
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> List[Figure]:
@@ -188,6 +317,9 @@ def anatomy_figures(
     focus_lps : array-like, optional
         Where the slices go through (LPS mm); default the centroid of the lowest
         lumbar vertebra found, else the volume's centre.
+    measurements : sequence of Measurement, optional
+        The user's measurements (LPS mm): those lying in a slice's plane are drawn on
+        it and named in its caption by their number (from 1, in this order).
     """
     from surgplan.render import label_display, render_offscreen
 
@@ -213,12 +345,15 @@ def anatomy_figures(
 
     for key, axes, what in (("axial", STANDARD_AXES["axial"], "Axial"),
                             ("sagittal", STANDARD_AXES["sagittal"], "Sagittal")):
-        rgb = _slice_figure(volume, labels, axes, focus, half_field_mm=110.0, name=key)
+        nums, here = _measured_here(measurements, axes, focus)
+        rgb = _slice_figure(volume, labels, axes, focus, half_field_mm=110.0, name=key,
+                            measurements=here)
         z = focus[2] if key == "axial" else focus[0]
         where = f"z = {z:.1f} mm" if key == "axial" else f"x = {z:.1f} mm"
         figs.append(Figure(key, f"{what} slice with labels",
                            f"{what} slice through LPS ({focus[0]:.1f}, {focus[1]:.1f}, "
-                           f"{focus[2]:.1f}) mm ({where}), the segmentation drawn over it.", rgb))
+                           f"{focus[2]:.1f}) mm ({where}), the segmentation drawn over it."
+                           + _measured_caption(nums), rgb))
         check(cancel)
     report(1.0, "anatomy pictures done")
     return figs
@@ -249,6 +384,7 @@ def trajectory_figures(
     skin_mesh=None,
     skin_values=None,
     skin_range=None,
+    measurements: Sequence[object] = (),
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> List[Figure]:
@@ -271,6 +407,9 @@ def trajectory_figures(
     skin_mesh, skin_values, skin_range
         The entry risk map: a skin Mesh, one value per vertex and ``(lo, hi)``;
         when given, a fifth picture shows it.
+    measurements : sequence of Measurement, optional
+        The user's measurements: those lying in a slice picture's plane are drawn on
+        it and named in its caption by their number (from 1, in this order).
     """
     from surgplan.render import ToolGlyph, label_display, render_offscreen
 
@@ -302,8 +441,10 @@ def trajectory_figures(
     for key, what in (("axial", "Axial"), ("sagittal", "Sagittal")):
         report(0.3 if key == "axial" else 0.5, f"{key} slice through the trajectory")
         axes = plane_axes_through(d, key)
+        nums, here = _measured_here(measurements, axes, mid)
         rgb = _slice_figure(volume, labels, axes, mid, tools=tools, focus_lps=mid,
-                            half_field_mm=half, name=f"{key} through the tool")
+                            half_field_mm=half, name=f"{key} through the tool",
+                            measurements=here)
         standard = np.array([0.0, 0.0, 1.0]) if key == "axial" else np.array([1.0, 0.0, 0.0])
         normal = np.cross(axes[0], axes[1])
         tilt = float(np.degrees(np.arccos(min(1.0, abs(float(normal @ standard))))))
@@ -311,7 +452,7 @@ def trajectory_figures(
             key, f"{what} plane through the trajectory",
             f"The {key} plane tilted {tilt:.0f}° from a true {key} slice so that it contains "
             "the whole tool; labels drawn over the image; the band is the tool at its real "
-            "diameter.", rgb))
+            "diameter." + _measured_caption(nums), rgb))
         check(cancel)
     report(0.7, "view along the trajectory")
     rgb = _view_along(meshes, tools, e, t)

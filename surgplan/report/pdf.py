@@ -453,6 +453,12 @@ class ReportInputs:
     anonymous : bool
     procedure_titles : dict
         ``procedure key → title`` for the user.
+    measurements : sequence of Measurement
+        The user's distances and angles (:mod:`surgplan.planning.measurements`, LPS
+        mm), listed in a "Measurements" section; none: no section.
+    measurement_figures : sequence of Figure
+        A picture per measurement (:func:`surgplan.report.figures.measurement_figures`),
+        shown under the list.
     """
 
     volume: object
@@ -463,6 +469,8 @@ class ReportInputs:
     anatomy_figures: Sequence[object] = ()
     anonymous: bool = False
     procedure_titles: Dict[str, str] = field(default_factory=dict)
+    measurements: Sequence[object] = ()
+    measurement_figures: Sequence[object] = ()
 
 
 def check_complete(plan, metrics: Sequence[object], source: str = "the plan") -> None:
@@ -599,6 +607,12 @@ def write_report_pdf(
         report(0.1 + 0.7 * (n - 1) / len(metrics), f"report: trajectory {n}")
         story.append(PageBreak())
         story += _trajectory_section(n, m, figs, inputs.anatomy, width, st, titles)
+
+    # --- the user's measurements ---------------------------------------------------------
+    if inputs.measurements:
+        report(0.82, "report: measurements")
+        story.append(PageBreak())
+        story += _measurement_section(inputs, width, st)
 
     # --- anatomy --------------------------------------------------------------------------------
     report(0.85, "report: anatomy")
@@ -804,6 +818,46 @@ def _trajectory_section(n: int, m, figs, anatomy, width: float, st, titles) -> l
         out.append(Paragraph(_t(f"Trajectory {n}: pictures"), st["h1"]))
         out += _figure_grid(list(figs), width, st)
     return [KeepTogether(out[:2])] + out[2:]
+
+
+def _measurement_section(inputs: ReportInputs, width: float, st) -> list:
+    """The distances and angles the user measured: what, value, level, points; pictures."""
+    from reportlab.platypus import Paragraph
+
+    from surgplan.planning.measurements import measurement_level
+
+    items = list(inputs.measurements)
+    out = [Paragraph("Measurements", st["h1"])]
+    out.append(Paragraph(_t(
+        f"{len(items)} measurement{'s' if len(items) != 1 else ''} drawn on the images by the "
+        "user. Lengths and angles are true 3D values between the points (LPS mm), whatever "
+        "slice they were drawn on; the level is that of the vertebrae at the points."),
+        st["body"]))
+    from reportlab.lib.styles import ParagraphStyle
+
+    # Larger than the other tables, the value in bold: it is what the reader looks for.
+    big = dict(st)
+    big["cell"] = ParagraphStyle("mcell", parent=st["cell"], fontSize=9.5, leading=11.5)
+    big["cellb"] = ParagraphStyle("mcellb", parent=st["cellb"], fontSize=9.5, leading=11.5)
+    rows = [["#", "Measurement", "Value", "Level", "Points (LPS mm)"]]
+    for n, m in enumerate(items, 1):
+        level = measurement_level(inputs.anatomy, m) if inputs.anatomy is not None else ""
+        if m.kind == "distance":
+            pts = f"{_pt(m.points_lps[0])} to {_pt(m.points_lps[1])}"
+        else:
+            pts = (f"vertex {_pt(m.points_lps[1])}; arms to {_pt(m.points_lps[0])} and "
+                   f"{_pt(m.points_lps[2])}")
+        what = m.label or f"{m.kind} (no label)"
+        if m.label:
+            what = f"{m.label} ({m.kind})"
+        rows.append([str(n), what, Paragraph(_t(m.value_text), big["cellb"]),
+                     level or "no vertebra near", pts])
+    out.append(_table(rows, [18, 150, 62, 72, width - 302], styles=big))
+    figs = list(inputs.measurement_figures)
+    if figs:
+        out.append(Paragraph("Where they were measured", st["h2"]))
+        out += _figure_grid(figs, width, st, columns=2 if len(figs) <= 2 else 3)
+    return out
 
 
 def _anatomy_section(inputs: ReportInputs, width: float, st) -> list:

@@ -170,6 +170,7 @@ def build_report(
     anonymous: bool = False,
     plan_source: str = "the plan",
     context=None,
+    measurements: Sequence[object] = (),
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> ReportResult:
@@ -192,6 +193,10 @@ def build_report(
         How to name the plan in messages (its file).
     context : PlanningContext, optional
         Already built for ``anatomy`` (saves rebuilding the distance fields).
+    measurements : sequence of Measurement, optional
+        The user's distances and angles on these images (LPS mm,
+        :mod:`surgplan.planning.measurements`): listed with their level and a
+        picture each, and drawn on the slice pictures whose plane holds them.
 
     Raises
     ------
@@ -199,7 +204,8 @@ def build_report(
         The plan is incomplete or belongs to other images; nothing is written.
     """
     from surgplan.planning.procedures import PROCEDURES
-    from surgplan.report.figures import anatomy_figures, meshes_for_report, trajectory_figures
+    from surgplan.report.figures import (anatomy_figures, meshes_for_report,
+                                         measurement_figures, trajectory_figures)
     from surgplan.report.pdf import ReportInputs, check_complete, write_report_pdf
     from surgplan.render import ToolGlyph
 
@@ -209,6 +215,7 @@ def build_report(
     if tuple(anatomy.shape) != tuple(volume.array.shape):
         raise PlanFileError(f"{plan_source}: the anatomy is not on the grid of the images; "
                             "segment these images again.")
+    measurements = tuple(measurements)
     report = progress or (lambda f, m: None)
     ctx, metrics = evaluate_plan(plan, anatomy, volume, context=context,
                                  progress=SubProgress(progress, 0, 0.3), cancel=cancel)
@@ -225,13 +232,18 @@ def build_report(
         per.append(trajectory_figures(
             volume, anatomy, t.entry_lps, t.target_lps, t.tool.diameter_mm, label=t.name,
             meshes=meshes, others=[g for i, g in enumerate(glyphs) if i != n],
-            skin_mesh=skin, skin_values=values, skin_range=(0.0, 1.0), cancel=cancel))
+            skin_mesh=skin, skin_values=values, skin_range=(0.0, 1.0),
+            measurements=measurements, cancel=cancel))
     focus = plan.trajectories[0].target_lps
-    anat_figs = anatomy_figures(volume, anatomy, meshes=meshes, focus_lps=focus, cancel=cancel)
+    anat_figs = anatomy_figures(volume, anatomy, meshes=meshes, focus_lps=focus,
+                                measurements=measurements, cancel=cancel)
+    meas_figs = measurement_figures(volume, anatomy, measurements, cancel=cancel) \
+        if measurements else []
     inputs = ReportInputs(volume=volume, anatomy=anatomy, plan=plan, metrics=metrics,
                           trajectory_figures=per, anatomy_figures=anat_figs,
                           anonymous=anonymous,
-                          procedure_titles={k: p.title for k, p in PROCEDURES.items()})
+                          procedure_titles={k: p.title for k, p in PROCEDURES.items()},
+                          measurements=measurements, measurement_figures=meas_figs)
     pdf = write_report_pdf(pdf_path, inputs, progress=SubProgress(progress, 0.8, 0.97),
                            cancel=cancel)
     csv_out = write_metrics_csv(csv_path, metrics) if csv_path is not None else None
@@ -247,7 +259,8 @@ def _count_pages(pdf: Path) -> int:
 
 
 def report_proposal(volume, anatomy, context, metrics, pdf_path, *, anonymous: bool = False,
-                    csv_path=None, progress: Optional[ProgressCallback] = None,
+                    csv_path=None, measurements: Sequence[object] = (),
+                    progress: Optional[ProgressCallback] = None,
                     cancel: Optional[CancelToken] = None) -> ReportResult:
     """The report of one proposed or evaluated trajectory (``surgplan plan --pdf``).
 
@@ -258,4 +271,5 @@ def report_proposal(volume, anatomy, context, metrics, pdf_path, *, anonymous: b
 
     plan = Plan(CaseReference.from_volume(volume), (metrics.trajectory,))
     return build_report(volume, anatomy, plan, pdf_path, csv_path=csv_path,
-                        anonymous=anonymous, context=context, progress=progress, cancel=cancel)
+                        anonymous=anonymous, context=context, measurements=measurements,
+                        progress=progress, cancel=cancel)

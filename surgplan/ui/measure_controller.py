@@ -1,6 +1,6 @@
 """Distance and angle measurements drawn with the mouse on the slices (M, A, Shift+M).
 
-Finished measurements are :class:`~surgplan.ui.measurements.Measurement` values in
+Finished measurements are :class:`~surgplan.planning.measurements.Measurement` values in
 LPS millimetres; they are drawn in every slice view, saved in the ``.surgplan``
 case file and restored with it.
 """
@@ -11,7 +11,7 @@ from typing import Iterable, List
 
 import numpy as np
 
-from surgplan.ui.measurements import Measurement
+from surgplan.planning.measurements import Measurement
 
 
 class MeasureController:
