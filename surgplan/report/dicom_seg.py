@@ -16,6 +16,10 @@ loaded: ``source`` (a folder, zip, DICOMDIR or file; by default
 UID and frame of reference is taken.  A Volume read from NIfTI/NRRD/MHA, a
 series resampled on loading (gantry tilt, irregular spacing), or a series whose
 UIDs are empty cannot be referenced frame by frame, and is refused with the reason.
+
+Of images de-identified with shifted dates the SEG is dated like the images, not
+today (:func:`follow_source_dates`): a present-day SEG beside a study moved years
+back would give the shift away.
 """
 
 from __future__ import annotations
@@ -269,8 +273,122 @@ def build_dicom_seg(
         content_label="SURGPLAN",
         series_description="SurgPlan segmentation",
     )
+    follow_source_dates(seg, images, deidentifier)
     report(1.0, "SEG built")
     return seg
+
+
+#: Image dates that bound when a SEG of the images was made (the latest is taken).
+_IMAGE_DATE_KEYWORDS = ("ContentDate", "AcquisitionDate", "SeriesDate", "StudyDate")
+
+
+def dates_modified(headers) -> bool:
+    """True when the images' dates were moved by a de-identification.
+
+    Longitudinal Temporal Information Modified = MODIFIED says so; images whose Patient
+    Identity Removed = YES without saying UNMODIFIED are taken as moved too (PS3.15 lets
+    a de-identifier shift dates without recording it).
+    """
+    for ds in headers:
+        ltim = str(ds.get("LongitudinalTemporalInformationModified", "") or "").strip().upper()
+        removed = str(ds.get("PatientIdentityRemoved", "") or "").strip().upper() == "YES"
+        if ltim == "MODIFIED" or (removed and ltim != "UNMODIFIED"):
+            return True
+    return False
+
+
+def _date_values(ds, out: set) -> set:
+    """Every DA value and DT date part in ``ds``, sequences included."""
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _date_values(item, out)
+        elif elem.VR in ("DA", "DT") and elem.value:
+            values = elem.value if isinstance(elem.value, (list, tuple)) or (
+                hasattr(elem.value, "__iter__") and not isinstance(elem.value, (str, bytes))
+            ) else [elem.value]
+            out.update(str(v).strip()[:8] for v in values if len(str(v).strip()) >= 8)
+    return out
+
+
+def _latest_image_date(headers) -> str:
+    best = ""
+    for ds in headers:
+        for kw in _IMAGE_DATE_KEYWORDS:
+            v = str(ds.get(kw, "") or "").strip()[:8]
+            if len(v) == 8 and v.isdigit() and v > best:
+                best = v
+    return best
+
+
+def follow_source_dates(seg, headers, deidentifier=None) -> bool:
+    """Move the dates ``seg`` was stamped with (today) as the source images' dates were moved.
+
+    A study de-identified with shifted dates (``surgplan anonymize``, PS3.15's Modified
+    Dates option) keeps its intervals but not its calendar; a SEG dated today beside it
+    would give the shift away (and so the real scan date).  The dates the SEG did not
+    copy from ``headers`` (Content Date, Instance Creation Date, Contribution DateTime
+    …; found as the date values the headers do not hold, so that a new one added by
+    highdicom is caught too) become:
+
+    * with ``deidentifier`` (the headers were de-identified in this run): the SEG's own
+      dates moved by its offset, so the interval from scan to SEG survives as the
+      intervals between scans do;
+    * else, for images whose dates were moved already (:func:`dates_modified`): the
+      latest date the images carry (the day of the images), as the run's offset is not
+      recorded in them.  Images without any date leave the SEG's dates as they are.
+
+    Times of day are kept, as ``surgplan anonymize`` keeps them.  The SEG then records
+    Longitudinal Temporal Information Modified = MODIFIED.
+
+    Parameters
+    ----------
+    seg : pydicom.Dataset
+        The SEG, changed in place.
+    headers : sequence of pydicom.Dataset
+        The source images' headers the SEG was made from (after de-identification).
+    deidentifier : surgplan.report.anonymize.Deidentifier, optional
+
+    Returns
+    -------
+    bool
+        Whether the SEG's dates were changed.
+    """
+    if deidentifier is not None:
+        shift_date = deidentifier.shift_date
+    elif dates_modified(headers):
+        day = _latest_image_date(headers)
+        if not day:
+            return False
+
+        def shift_date(value: str) -> str:
+            return day if value.strip() else value
+    else:
+        return False
+    copied = set()
+    for ds in headers:
+        _date_values(ds, copied)
+
+    def move(value) -> str:
+        v = str(value).strip()
+        if len(v) < 8 or v[:8] in copied:
+            return value
+        return shift_date(v[:8]) + v[8:]
+
+    def walk(ds) -> None:
+        for elem in ds:
+            if elem.VR == "SQ":
+                for item in elem.value or ():
+                    walk(item)
+            elif elem.VR in ("DA", "DT") and elem.value:
+                if isinstance(elem.value, (str, bytes)) or not hasattr(elem.value, "__iter__"):
+                    elem.value = move(elem.value)
+                else:
+                    elem.value = [move(v) for v in elem.value]
+
+    walk(seg)
+    seg.LongitudinalTemporalInformationModified = "MODIFIED"
+    return True
 
 
 def require_anonymised_source(headers, path) -> None:
@@ -312,9 +430,10 @@ def write_dicom_seg(
         The ``.dcm`` file to write; replaced only once the new file is complete.
     anonymous : bool
         Build the SEG on de-identified copies of the source headers (as ``surgplan
-        anonymize`` writes them): no patient identity, shifted dates, new UIDs — the
-        references then no longer point at the original series, so share it with an
-        anonymised copy of the images, not with the originals.
+        anonymize`` writes them): no patient identity, shifted dates (the SEG's own
+        dates moved by the same offset), new UIDs — the references then no longer point
+        at the original series, so share it with an anonymised copy of the images, not
+        with the originals.
 
     Returns
     -------
