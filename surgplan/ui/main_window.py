@@ -124,7 +124,7 @@ class MainWindow(QMainWindow):
         self.structures_dock = self._add_dock("Structures", self.structures,
                                               Qt.DockWidgetArea.LeftDockWidgetArea,
                                               "structuresDock")
-        self.plan_panel = PlanPanel()
+        self.plan_panel = PlanPanel(settings=self.settings)
         self.plan_panel.proposeRequested.connect(self.propose_plan)
         self.plan_panel.proposalChosen.connect(self.planner.add_proposal)
         self.plan_panel.trajectorySelected.connect(self.planner.select)

@@ -38,6 +38,12 @@ CATEGORY_COLOURS = {
 }
 
 
+#: QSettings keys of the sections' fold state, as the user last left it (absent: never
+#: clicked); beside the window's own keys (``window/geometry``, ``view/layout`` …).
+FOLD_KEYS = {"choiceSection": "plan/procedureExpanded",
+             "trajectorySection": "plan/trajectoriesExpanded"}
+
+
 def _fmt(v, unit="", digits=1) -> str:
     return "—" if v is None else f"{v:.{digits}f}{unit}"
 
@@ -116,6 +122,13 @@ class PlanPanel(QWidget):
     trajectorySelected(int)
     removeRequested(int)
     riskMapToggled(bool)
+
+    Parameters
+    ----------
+    parent : QWidget, optional
+    settings : QSettings, optional
+        The application's settings (the main window's): the sections' fold state is
+        kept there between sessions (:data:`FOLD_KEYS`).  None: not kept.
     """
 
     proposeRequested = Signal()
@@ -124,10 +137,11 @@ class PlanPanel(QWidget):
     removeRequested = Signal(int)
     riskMapToggled = Signal(bool)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, settings=None):
         from surgplan.planning import PROCEDURES
 
         super().__init__(parent)
+        self._settings = settings
         self._filling = False
         self._auto_folded = False  # the choice section was folded once to make room
         lay = QVBoxLayout(self)
@@ -278,6 +292,31 @@ class PlanPanel(QWidget):
         for box in (self.procedure, self.level, self.side):
             box.currentIndexChanged.connect(lambda _i: self._update_choice_summary())
         self._update_choice_summary()
+        self._restore_folds()
+        for section in (self.choice_section, self.trajectory_section):
+            # clicked, not toggled: only the user's folds are kept, not the automatic one
+            section.header.clicked.connect(lambda _on, sec=section: self._save_fold(sec))
+
+    # --- fold state between sessions -------------------------------------------------------
+    def _restore_folds(self) -> None:
+        """Fold or unfold the sections as the user last left them."""
+        s = self._settings
+        if s is None:
+            return
+        for section in (self.choice_section, self.trajectory_section):
+            key = FOLD_KEYS[section.objectName()]
+            if s.contains(key):
+                expanded = s.value(key, True, type=bool)
+                section.set_expanded(expanded)
+                if section is self.choice_section and expanded:
+                    # opened by the user last time: not folded again unasked (as in a session)
+                    self._auto_folded = True
+
+    def _save_fold(self, section: CollapsibleSection) -> None:
+        # The automatic fold (make_room_for_the_table) is not saved: it depends on the
+        # screen, and is made again where the table needs the room.
+        if self._settings is not None:
+            self._settings.setValue(FOLD_KEYS[section.objectName()], section.expanded())
 
     def _fit_reasons(self) -> None:
         """Give the reasons the lines they need, up to five, before the table's stretch
