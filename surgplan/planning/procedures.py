@@ -459,7 +459,8 @@ def screw_size(isthmus_width_mm: float, chord_mm: float) -> Tuple[float, float, 
     return float(diameter), float(length), note
 
 
-def describe_tool(tool: Tool, *, name: bool = False, driver_reach: bool = False) -> str:
+def describe_tool(tool: Tool, *, name: bool = False, driver_reach: bool = False,
+                  short: bool = False) -> str:
     """How a tool reads to a person, the same on the terminal, in the window and the PDF.
 
     A screw (a tool with ``implant_length_mm``) reads as its implant, diameter ×
@@ -479,6 +480,9 @@ def describe_tool(tool: Tool, *, name: bool = False, driver_reach: bool = False)
         takes, where a reader may need to name the tool again (terminal, PDF).
     driver_reach : bool
         For a screw, add the driver's reach (mm); ignored for other tools.
+    short : bool
+        Sizes only, for a line that already names the procedure (``screw 7.5 × 50 mm``,
+        ``Ø 7 mm, working length 175 mm``).
 
     Returns
     -------
@@ -487,7 +491,8 @@ def describe_tool(tool: Tool, *, name: bool = False, driver_reach: bool = False)
         150 mm``, ``working cannula, Ø 7 mm, working length 175 mm``.
     """
     if tool.implant_length_mm is not None:
-        text = f"pedicle screw {tool.diameter_mm:g} × {tool.implant_length_mm:g} mm"
+        text = (f"{'screw' if short else 'pedicle screw'} {tool.diameter_mm:g} × "
+                f"{tool.implant_length_mm:g} mm")
         if driver_reach:
             text += f", driver reach {tool.working_length_mm:g} mm"
     else:
@@ -495,7 +500,7 @@ def describe_tool(tool: Tool, *, name: bool = False, driver_reach: bool = False)
         if tool.source == "user" and tool.name not in kind and not name:
             # a user's tool is chosen by its name (--tool NAME:…): keep it in sight
             kind = f"{tool.name} ({kind})"
-        text = (f"{kind}, Ø {tool.diameter_mm:g} mm, "
+        text = (f"{'' if short else kind + ', '}Ø {tool.diameter_mm:g} mm, "
                 f"working length {tool.working_length_mm:g} mm")
     return f"{tool.name}: {text}" if name and not text.startswith(tool.name) else text
 

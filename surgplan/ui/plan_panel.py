@@ -440,8 +440,9 @@ class PlanPanel(QWidget):
         self.trajectories.clear()
         if plan is not None:
             for t in plan.trajectories:
-                it = QListWidgetItem(f"{t.name} — {describe_tool(t.tool)}")
-                # the narrow panel elides the line; the whole tool is in the tooltip
+                # the name says the procedure, the line the sizes (it must fit a narrow
+                # panel); the tooltip says it all
+                it = QListWidgetItem(f"{t.name} — {describe_tool(t.tool, short=True)}")
                 it.setToolTip(f"{t.name} — {describe_tool(t.tool, name=True, driver_reach=True)}")
                 self.trajectories.addItem(it)
             if 0 <= selected < self.trajectories.count():

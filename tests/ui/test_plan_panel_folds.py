@@ -77,6 +77,17 @@ def test_screws_read_as_their_implant_in_the_tool_box(qtbot):
     assert all(t.startswith("pedicle screw ") and "150" not in t for t in texts)
     panel.procedure.setCurrentIndex(panel.procedure.findData("teld"))
     assert panel.tool.itemText(0) == "working cannula, Ø 7 mm, working length 175 mm"
+    # The plan's list: the sizes after the trajectory's name, all of it in the tooltip.
+    from surgplan.planning import CaseReference, Plan, Trajectory
+    from surgplan.planning.procedures import PROCEDURES
+
+    screw = Trajectory("pedicle-screw", "L4", "right",
+                       PROCEDURES["pedicle-screw"].tool("screw-7.5x50"),
+                       (-40.0, 80.0, 60.0), (-10.0, -5.0, 62.0))
+    panel.show_plan(Plan(CaseReference("1.2.3", "1.2.3.4", "P1"), (screw,)), 0)
+    item = panel.trajectories.item(0)
+    assert item.text() == "pedicle-screw L4 right — screw 7.5 × 50 mm"
+    assert item.toolTip().endswith("screw-7.5x50: pedicle screw 7.5 × 50 mm, driver reach 150 mm")
 
 
 def test_the_window_keeps_the_fold_in_its_settings(qtbot, settings):
