@@ -230,12 +230,12 @@ def model_mr_neural(img: np.ndarray, grid: WorkGrid, curve, arches: Dict[str, Ar
         for side in SIDE_SIGN:
             sac_half = g.canal_half_mm[side] - RECESS_MM
             if name == "S1":
-                # the recess stretch (points 1-2) moves across the recess, inside the canal
                 # mr_arches puts the band's top on the endplate (its w_upper is the disc)
                 rm = s1_root_model(g, side, sac_half,
                                    endplate_w_mm=g.pedicle_band_mm[side][1])
-                fitted, ratio = fit_root(img, grid, rm, g, stretch=(1, 3),
-                                         across=((g.frame.lr, FIT_LR_MM), (g.frame.ap, FIT_AP_S1_MM)),
+                # the recess stretch (points 1-2) moves across the recess, inside the canal
+                across = ((g.frame.lr, FIT_LR_MM), (g.frame.ap, FIT_AP_S1_MM))
+                fitted, ratio = fit_root(img, grid, rm, g, stretch=(1, 3), across=across,
                                          carry=(1, 3), inside=canal,
                                          ring_percentile=RECESS_RING_PERCENTILE)
             else:
