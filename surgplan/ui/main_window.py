@@ -14,6 +14,8 @@ work to a controller that holds its state:
 - :class:`~surgplan.ui.measure_controller.MeasureController` — distances and angles;
 - :class:`~surgplan.ui.case_controller.CaseController` — ``.surgplan`` files and
   the recovery of unsaved work;
+- :class:`~surgplan.ui.report_controller.ReportController` — File ▸ Plan report
+  (PDF), with the measurements;
 - :class:`~surgplan.ui.jobs.JobRunner` — every long job runs in a worker with the
   progress bar and Cancel in the status bar, one at a time, and only replaces the
   session's content when it succeeded.
@@ -41,6 +43,7 @@ from surgplan.ui.case_controller import CaseController
 from surgplan.ui.dialogs import show_error
 from surgplan.ui.jobs import JobRunner
 from surgplan.ui.measure_controller import MeasureController
+from surgplan.ui.report_controller import ReportController
 from surgplan.ui.open_controller import OpenController
 from surgplan.ui.panels import StructurePanel, StudyPanel
 from surgplan.ui.plan_controller import ALONG_TOOL_TIP, PlanController
@@ -101,6 +104,7 @@ class MainWindow(QMainWindow):
         self.planner = PlanController(self)
         self.measure = MeasureController(self)
         self.cases = CaseController(self)
+        self.reports = ReportController(self)
 
         for v in self.views:
             v.cursorMoved.connect(self.viewer.set_cursor)
@@ -198,6 +202,10 @@ class MainWindow(QMainWindow):
         self.act_recover = self._action("Recover unsaved work", self.recover,
                                         tip="Reopen the plan and edits that were not saved "
                                         "when SurgPlan last closed")
+        self.act_report = self._action("Plan report (PDF)…", self.reports.report_dialog,
+                                       "Ctrl+Shift+P", tip="Write the plan report a surgeon "
+                                       "prints, with the measurements (anonymised in the "
+                                       "teaching view)")
         self.recent_menu = f.addMenu("Recent")
         self.act_screenshot = self._action("Save screenshot…", viewer.screenshot_dialog, "F12")
         self.act_quit = self._action("Quit", self.close, "Ctrl+Q")
@@ -208,6 +216,7 @@ class MainWindow(QMainWindow):
         f.addAction(self.act_open_plan)
         f.addAction(self.act_save_plan)
         f.addAction(self.act_recover)
+        f.addAction(self.act_report)
         f.addSeparator()
         f.addAction(self.act_screenshot)
         f.addAction(self.act_quit)
@@ -360,6 +369,7 @@ class MainWindow(QMainWindow):
         self.plan_panel.propose_button.setEnabled(has_anatomy and not busy)
         self.act_save_plan.setEnabled(has_vol and not busy and (
             has_anatomy or s.state.plan is not None or bool(self.measure.measurements)))
+        self.act_report.setEnabled(not busy and self.reports.can_report())
 
     def set_mode(self, mode: str):
         """Mouse mode of the slices: navigate, paint, erase, distance or angle."""
