@@ -243,6 +243,9 @@ class MainWindow(QMainWindow):
                                       "end of the second arm")
         self.act_clear_measure = self._action("Clear measurements", self.clear_measurements,
                                               "Shift+M")
+        self.act_label_measure = self._action(
+            "Name the last measurement…", lambda: self.measure.label_last(), "Ctrl+M",
+            tip="Say what the last distance or angle measures; the plan report prints it")
         for a in (self.act_navigate, self.act_paint, self.act_erase, self.act_distance,
                   self.act_angle):
             group.addAction(a)
@@ -250,7 +253,7 @@ class MainWindow(QMainWindow):
         for a in (self.act_undo, self.act_redo, None, self.act_segment, self.act_propose,
                   self.act_cancel, None,
                   self.act_navigate, self.act_paint, self.act_erase, None, self.act_distance,
-                  self.act_angle, self.act_clear_measure):
+                  self.act_angle, self.act_label_measure, self.act_clear_measure):
             e.addSeparator() if a is None else e.addAction(a)
 
         v = m.addMenu("&View")

@@ -1,4 +1,5 @@
-"""Distance and angle measurements drawn with the mouse on the slices (M, A, Shift+M).
+"""Distance and angle measurements drawn with the mouse on the slices (M, A, Shift+M;
+Ctrl+M names the last one).
 
 Finished measurements are :class:`~surgplan.planning.measurements.Measurement` values in
 LPS millimetres; they are drawn in every slice view, saved in the ``.surgplan``
@@ -7,7 +8,7 @@ case file and restored with it.
 
 from __future__ import annotations
 
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 import numpy as np
 
@@ -52,6 +53,38 @@ class MeasureController:
             else:
                 m[2] = 2  # now the second arm
         self.show()
+
+    def label_last(self, text: Optional[str] = None) -> bool:
+        """Name the last finished measurement (``'foraminal height L4-L5'``): the name is
+        saved with the case and printed in the plan report.  Asks for it when ``text``
+        is None; an empty name removes it.  Returns True when the name changed."""
+        w = self.w
+        if not self.measurements:
+            w.status_text.setText("No measurement to name: measure a distance (M) or an "
+                                  "angle (A) first.")
+            return False
+        last = self.measurements[-1]
+        if text is None:
+            from PySide6.QtWidgets import QInputDialog
+
+            text, ok = QInputDialog.getText(
+                w, "Name the measurement", f"What does this {last.kind} of {last.value_text} "
+                "measure? (printed in the plan report)", text=last.label)
+            if not ok:
+                return False
+        try:
+            named = last.with_label(text)
+        except ValueError as exc:
+            w.report_error("The name was not kept", exc)
+            return False
+        if named == last:
+            return False
+        self.measurements[-1] = named
+        w.session.dirty = True
+        w.update_actions()
+        w.status_text.setText(f"Measurement {len(self.measurements)}: "
+                              f"{named.title}, {named.value_text}")
+        return True
 
     def abandon(self):
         """Drop a measurement being drawn (the mode changed)."""

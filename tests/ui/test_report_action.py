@@ -37,7 +37,12 @@ def test_report_action_writes_the_windows_measurements(qtbot, window, small_phan
     x, y, z = ped.isthmus_center_lps
     items = [Measurement("distance", ((x, y, z - 6.0), (x, y, z - 28.0)), "foraminal height"),
              Measurement("distance", ((x, y - 30, z), (x, y - 10, z)))]
+    assert not win.measure.label_last("nothing yet")
+    assert "No measurement to name" in win.status_text.text()
     win.measure.replace(items)
+    # Ctrl+M names the last measurement (here without its dialog).
+    assert win.measure.label_last("  pedicle   to facet ")
+    assert win.measurements[-1].label == "pedicle to facet" and win.session.dirty
     qtbot.waitUntil(lambda: not win.busy, timeout=120_000)  # surfaces, planner fields
     assert win.act_report.isEnabled()
     win.act_teaching.setChecked(True)  # a teacher's copy: anonymised
@@ -52,5 +57,5 @@ def test_report_action_writes_the_windows_measurements(qtbot, window, small_phan
                                               capture_output=True, text=True,
                                               check=True).stdout)
     assert re.search(r"1 foraminal height \(distance\) 22\.0 mm L4-L5 left", text)
-    assert re.search(r"2 distance \(no label\) 20\.0 mm L4", text)
+    assert re.search(r"2 pedicle to facet \(distance\) 20\.0 mm L4", text)
     assert "Anonymised case" in text and ct.metadata.patient_id not in text
