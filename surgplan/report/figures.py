@@ -162,14 +162,14 @@ def in_plane(measurement, axes, point_lps, tol_mm: float = MEASUREMENT_IN_PLANE_
 
 def _slice_figure(volume, labels, axes, point_lps, *, tools=(), focus_lps=None,
                   half_field_mm: float = SLICE_HALF_FIELD_MM, size=(1000, 800), name="",
-                  measurements=(), font_scale: float = 1.0):
+                  measurements=(), font_scale: float = 1.0, overlay_opacity: float = 0.35):
     from surgplan.render import SliceScene, render_offscreen
 
     s = SliceScene(axes, name=name, font_scale=font_scale)
     s.set_volume(volume)
     if labels is not None:
         s.set_labels(labels)
-        s.set_overlay_opacity(0.35)
+        s.set_overlay_opacity(overlay_opacity)
     s.set_cursor(point_lps)
     s.set_crosshair_visible(False)
     if tools:
@@ -274,7 +274,7 @@ def measurement_figures(
         half = max(35.0, 0.75 * extent + 15.0)
         rgb = _slice_figure(volume, labels, axes, centre, focus_lps=centre, half_field_mm=half,
                             size=(800, 800), name=f"measurement {n}", measurements=[m],
-                            font_scale=2.0)
+                            font_scale=2.0, overlay_opacity=0.2)  # the bone must show through
         where = {"axial": f"axial slice z = {centre[2]:.1f} mm",
                  "sagittal": f"sagittal slice x = {centre[0]:.1f} mm",
                  "coronal": f"coronal slice y = {centre[1]:.1f} mm"}.get(

@@ -856,7 +856,10 @@ def _measurement_section(inputs: ReportInputs, width: float, st) -> list:
     figs = list(inputs.measurement_figures)
     if figs:
         out.append(Paragraph("Where they were measured", st["h2"]))
-        out += _figure_grid(figs, width, st, columns=2 if len(figs) <= 2 else 3)
+        # Two columns: the value drawn in each picture stays about 10 pt on paper.  One
+        # grid per row, so that the first row stays under the list when it fits.
+        for i in range(0, len(figs), 2):
+            out += _figure_grid(figs[i:i + 2], width, st, columns=2)
     return out
 
 
