@@ -234,8 +234,9 @@ def register(sub) -> None:
         description="Evaluate the plan (plan.json from `surgplan plan` or the GUI) on the "
         "study at PATH and write the PDF a surgeon prints: patient and study (or anonymised), "
         "each trajectory with its landmarks, C-arm angles, per-structure clearances and "
-        "contact probabilities, bone to remove, Kambin or screw fit, pictures, and how the "
-        "anatomy was obtained. A plan without trajectories is refused.",
+        "contact probabilities, bone to remove, Kambin or screw fit, pictures, the user's "
+        "measurements (from a .surgplan case file) and how the anatomy was obtained. A plan "
+        "without trajectories is refused.",
     )
     s.add_argument("path", help="the study the plan was made on (folder, .zip, DICOMDIR, "
                    "file or volume file)")

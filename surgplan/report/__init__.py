@@ -22,12 +22,16 @@ Public API (the CLI, the GUI and scripts call these)::
 
     from surgplan.report.plan_report import build_report, report_proposal, write_metrics_csv
     build_report(volume, anatomy, plan, pdf_path, csv_path=None, anonymous=False,
-                 plan_source="the plan", context=None, progress=None, cancel=None)
+                 plan_source="the plan", context=None, measurements=(), progress=None,
+                 cancel=None)
         -> ReportResult(pdf, csv, metrics, pages)
-        # PlanFileError for a plan without trajectories or made on other images.
+        # PlanFileError for a plan without trajectories or made on other images;
+        # measurements (surgplan.planning.measurements.Measurement, LPS mm) get a section
+        # with their level and a picture each (none: no section).
     write_metrics_csv(path, metrics) -> Path       # one row per trajectory × structure
 
     from surgplan.report.pdf import write_report_pdf, ReportInputs   # layout only
-    from surgplan.report.figures import anatomy_figures, trajectory_figures  # pictures
+    from surgplan.report.figures import (anatomy_figures, trajectory_figures,
+                                         measurement_figures)  # pictures
     from surgplan.report.exports import export_case  # `surgplan export`: all of the above
 """

@@ -114,3 +114,18 @@ def test_report_command_prints_the_measurements_of_a_case_file(report_case, repo
     text = pdftext(pdf)
     assert re.search(rf"foraminal height \(distance\) {items[0].value:.1f} mm L4-L5 left", text)
     assert "Measurement 2." in text  # its picture's caption
+
+
+def test_report_command_refuses_a_case_file_without_a_plan(report_case, small_phantom,
+                                                            tmp_path, capsys):
+    from surgplan.cli import main
+    from surgplan.ui.case_files import save_case
+
+    d, vol, anatomy, ctx = report_case
+    case = save_case(tmp_path / "measured.surgplan", None, None, vol,
+                     measurements=_landmark_measurements(small_phantom))
+    assert main(["report", str(d / "Roe_Jane_CT"), "--plan", str(case), "--pdf",
+                 str(tmp_path / "x.pdf")]) == 1
+    err = capsys.readouterr().err
+    assert "measured.surgplan: the case file holds no plan" in err and "Traceback" not in err
+    assert not (tmp_path / "x.pdf").exists()
