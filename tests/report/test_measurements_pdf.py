@@ -129,3 +129,22 @@ def test_report_command_refuses_a_case_file_without_a_plan(report_case, small_ph
     err = capsys.readouterr().err
     assert "measured.surgplan: the case file holds no plan" in err and "Traceback" not in err
     assert not (tmp_path / "x.pdf").exists()
+
+
+def test_measurements_are_drawn_on_the_slice_pictures_whose_plane_holds_them(report_case):
+    from surgplan.report.figures import anatomy_figures
+
+    d, vol, anatomy, ctx = report_case
+    f = np.asarray(anatomy.centroid_lps("L4"), float)
+    across = Measurement("distance", (f - [15.0, 0, 0], f + [15.0, 0, 0]), "body width")
+    higher = Measurement("distance", (f + [-15.0, 0, 20.0], f + [15.0, 0, 20.0]))
+    figs = {g.key: g for g in anatomy_figures(vol, anatomy, meshes={}, focus_lps=f,
+                                              measurements=[across, higher])}
+
+    def yellow(g):
+        rgb = g.rgb.astype(int)
+        return int(((rgb[..., 0] > 200) & (rgb[..., 1] > 170) & (rgb[..., 2] < 110)).sum())
+
+    assert "Measurement 1 (in this plane) drawn in yellow" in figs["axial"].caption
+    assert "Measurement" not in figs["sagittal"].caption
+    assert yellow(figs["axial"]) > 100 and yellow(figs["sagittal"]) < 20
