@@ -507,7 +507,7 @@ def _extend_cranially(curve: SpineCurve, length_mm: float) -> SpineCurve:
     return SpineCurve(np.concatenate([curve.points_lps, curve.points_lps[-1] + steps * t]),
                       ext(curve.t), ext(curve.u), ext(curve.v),
                       np.concatenate([curve.canal_lps, curve.canal_lps[-1] + steps * t]),
-                      curve.step_mm)
+                      curve.step_mm, curve.s0_mm)
 
 
 def model_neural(hu_s: np.ndarray, grid: WorkGrid, curve: SpineCurve,

@@ -47,6 +47,8 @@ SACRUM_BELOW_CURVE_MM = 90.0
 #: lowest segment is fused (the sacrum): a lumbar body is ≤ 30 mm tall and the next disc
 #: would lie within ≈ 45 mm of the one above it.
 FUSED_SEGMENT_MM = 50.0
+#: Length (mm, along the curve below the L5-S1 disc) of the sacrum's first segment.
+SACRAL_TOP_MM = 30.0
 
 
 def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
@@ -187,8 +189,14 @@ def segment_ct(volume: Volume, *, progress: Optional[ProgressCallback] = None,
     canal_w = neural.canal if neural.canal.any() else canal_w
     check(cancel)
     report(0.85, "skin, ilium, psoas, vessels, kidneys, bowel")
+    # The structures around the spine are placed slice by slice beside the lumbar column;
+    # where the curve followed the sacral canal down and back, the psoas and the iliac
+    # vessels run on forward over the pelvic brim: beside the sacrum below its first
+    # segment they are looked for as below the curve's end.
+    around_curve = curve.from_s(planes[0].s_mm - SACRAL_TOP_MM) \
+        if naming.sacrum_found and planes else curve
     around = segment_surroundings(SpineContext(
-        scout, hs, body, work, hw, body_w, vert_w, (taken > 0) | canal_w, curve, segs,
+        scout, hs, body, work, hw, body_w, vert_w, (taken > 0) | canal_w, around_curve, segs,
         naming.names), cancel=cancel)
     report(0.9, "mapping labels to the image grid")
     # --- assemble on the input grid (caudal → cranial segments; labels cranial first) ---

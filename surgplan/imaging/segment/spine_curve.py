@@ -37,6 +37,9 @@ class SpineCurve:
         ``(n, 3)`` LPS mm of the canal centre at the same heights.
     step_mm : float
         Arc length between consecutive points (mm).
+    s0_mm : float
+        Arc length of the first point (mm): 0 unless the curve is the upper part of
+        a longer one (:meth:`from_s`), whose disc planes' ``s_mm`` it keeps.
     """
 
     points_lps: np.ndarray
@@ -45,10 +48,23 @@ class SpineCurve:
     v: np.ndarray
     canal_lps: np.ndarray
     step_mm: float
+    s0_mm: float = 0.0
 
     @property
     def length_mm(self) -> float:
         return self.step_mm * max(len(self.points_lps) - 1, 0)
+
+    @property
+    def s_mm(self) -> np.ndarray:
+        """Arc length of each point (mm), in the frame of the disc planes."""
+        return self.s0_mm + self.step_mm * np.arange(len(self.points_lps))
+
+    def from_s(self, s_mm: float) -> "SpineCurve":
+        """The part of the curve from arc length ``s_mm`` up (all of it if that is below
+        its start; at least its last two points)."""
+        k = int(np.clip(np.ceil((s_mm - self.s0_mm) / self.step_mm), 0, len(self.points_lps) - 2))
+        return SpineCurve(self.points_lps[k:], self.t[k:], self.u[k:], self.v[k:],
+                          self.canal_lps[k:], self.step_mm, self.s0_mm + k * self.step_mm)
 
 
 def _smooth(z: np.ndarray, val: np.ndarray, zq: np.ndarray, sigma: float,

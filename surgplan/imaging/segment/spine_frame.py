@@ -123,7 +123,7 @@ def slice_frames(grid: WorkGrid, curve: SpineCurve, segs: list, column: np.ndarr
     canal_v = (canal_xy[:, 0] - cx) * vx + (canal_xy[:, 1] - cy) * vy
     on = (z >= pz[0] - 1e-6) & (z <= pz[-1] + 1e-6)
     # arc length at each slice, then the segment whose span holds it
-    s_curve = curve.step_mm * np.arange(len(pts))
+    s_curve = curve.s_mm
     s_at = np.interp(z, pz, s_curve[order])
     seg_of = np.zeros(nz, int)
     for n, sg in enumerate(segs, start=1):
