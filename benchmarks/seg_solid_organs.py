@@ -32,7 +32,7 @@ def main() -> None:
     from surgplan.imaging.loader import load_volume
     from surgplan.imaging.segment.body import body_outline
     from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
-    from surgplan.imaging.segment.soft_tissue import WALL_MM, solid_organs, surface_depth_mm
+    from surgplan.imaging.segment.around.soft_tissue import WALL_MM, solid_organs, surface_depth_mm
 
     d = DATA / "ct-abdomen-lumbar"
     if not (d / "dicom-j2k-20-slices").is_dir():

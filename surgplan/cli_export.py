@@ -135,7 +135,7 @@ def _plan_of_case_file(path):
 
     from surgplan.core.errors import PlanFileError
     from surgplan.planning.plan_files import plan_from_dict
-    from surgplan.ui.case_files import read_manifest, read_measurements  # Qt-free
+    from surgplan.planning.case_files import read_manifest, read_measurements
 
     read_manifest(path)
     with zipfile.ZipFile(path) as zf:
@@ -160,7 +160,7 @@ def _case_has_anatomy(path) -> bool:
 def _load_with_case_anatomy(study, case_path, series, modality, progress):
     """(volume, anatomy): the study's images, the anatomy kept in the case file."""
     from surgplan.imaging.loader import load_volume
-    from surgplan.ui.case_files import load_case as load_case_file  # Qt-free
+    from surgplan.planning.case_files import load_case as load_case_file
 
     vol = load_volume(study, series_uid=series, modality=modality.upper() if modality else None,
                       progress=progress)

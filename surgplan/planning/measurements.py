@@ -2,7 +2,7 @@
 
 A measurement is part of the case, like the plan: the window draws and edits
 them (:mod:`surgplan.ui.measure_controller`), the ``.surgplan`` case file keeps
-them (:mod:`surgplan.ui.case_files`, member ``measurements.json``) and the PDF plan
+them (:mod:`surgplan.planning.case_files`, member ``measurements.json``) and the PDF plan
 report lists them (:mod:`surgplan.report.pdf`).  Every point is in patient LPS
 millimetres; lengths and angles are true 3D values, whatever view they were drawn in.
 

@@ -14,8 +14,6 @@ Entry point: :func:`surgplan.ui.app.run` (``surgplan gui [PATH] [--screenshot FI
 - :mod:`.views` — slice views and the 3D view on :mod:`surgplan.render` scenes.
 - :mod:`.panels`, :mod:`.plan_panel` — study, structures, plan and risk panels.
 - :mod:`.workers` — long work in a QThread with progress and Cancel.
-- :mod:`.case_files` (Qt-free) — ``.surgplan`` files: plan JSON + segmentation.
-- :mod:`.measurements` (Qt-free) — measurement values and their JSON form.
 - :mod:`.dialogs` — the one error dialog.
 
 Nothing is imported here, so ``import surgplan.ui.session`` stays Qt-free.

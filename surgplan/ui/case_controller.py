@@ -1,7 +1,7 @@
 """Case files: File ▸ Save plan / Open plan (``.surgplan``) and the recovery of unsaved
 work kept when the window closed (File ▸ Recover unsaved work).
 
-The files themselves are written and read by :mod:`surgplan.ui.case_files` (no Qt).
+The files themselves are written and read by :mod:`surgplan.planning.case_files` (no Qt).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class CaseController:
 
     def save_case_file(self, path):
         """Save the plan and the (edited) segmentation as one ``.surgplan`` file."""
-        from surgplan.ui.case_files import save_case
+        from surgplan.planning.case_files import save_case
 
         w = self.w
         st, case = w.session.state, w.session.case
@@ -60,7 +60,7 @@ class CaseController:
 
     def open_case_file(self, path):
         """Open a ``.surgplan`` file on the open study, or open its study first."""
-        from surgplan.ui.case_files import load_case, read_manifest, read_measurements
+        from surgplan.planning.case_files import load_case, read_manifest, read_measurements
 
         w = self.w
         try:
@@ -113,7 +113,7 @@ class CaseController:
 
     def autosave(self) -> None:
         """On closing: keep unsaved plan, anatomy edits and measurements for File ▸ Recover."""
-        from surgplan.ui.case_files import save_case
+        from surgplan.planning.case_files import save_case
 
         w = self.w
         st, case = w.session.state, w.session.case

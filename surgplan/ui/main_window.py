@@ -406,7 +406,7 @@ class MainWindow(QMainWindow):
 
     @property
     def measurements(self) -> list:
-        """Finished :class:`~surgplan.ui.measurements.Measurement` values (LPS mm)."""
+        """Finished :class:`~surgplan.planning.measurements.Measurement` values (LPS mm)."""
         return self.measure.measurements
 
     def run_job(self, title, fn, on_done, *, queue_if_busy: bool = False):

@@ -13,8 +13,8 @@ from surgplan.imaging.phantom import PhantomSpec, make_phantom
 from surgplan.imaging.phantom_truth import truth_anatomy
 from surgplan.imaging.segment import segment_ct
 from surgplan.imaging.segment.grid import WorkGrid
-from surgplan.imaging.segment.surroundings import ORDER
-from surgplan.imaging.segment.soft_tissue import (
+from surgplan.imaging.segment.around.surroundings import ORDER
+from surgplan.imaging.segment.around.soft_tissue import (
     bowel_region, subcutaneous_fat, surface_depth_mm,
 )
 
@@ -179,7 +179,7 @@ def _tube_volume(offset_mm: float):
 
 
 def test_unenhanced_vessel_is_found_where_the_image_shows_it_not_where_modelled():
-    from surgplan.imaging.segment.vessels_plain import plain_vessels
+    from surgplan.imaging.segment.around.vessels_plain import plain_vessels
 
     hu, grid, bone, body, model, tube = _tube_volume(12.0)
     found, cover = plain_vessels(hu, grid, bone, body, {"aorta": model})
@@ -189,7 +189,7 @@ def test_unenhanced_vessel_is_found_where_the_image_shows_it_not_where_modelled(
 
 
 def test_unenhanced_vessel_not_in_the_image_is_not_invented():
-    from surgplan.imaging.segment.vessels_plain import plain_vessels
+    from surgplan.imaging.segment.around.vessels_plain import plain_vessels
 
     hu, grid, bone, body, model, tube = _tube_volume(0.0)
     hu[:, tube] = -95.0  # only fat where the model puts the vessel
@@ -244,7 +244,7 @@ def _kidney_slab():
 
 
 def test_unenhanced_kidney_is_the_organ_at_the_kidneys_place_not_the_larger_spleen_rim():
-    from surgplan.imaging.segment.kidneys_plain import plain_kidneys
+    from surgplan.imaging.segment.around.kidneys_plain import plain_kidneys
 
     args, kidney, spleen, liver = _kidney_slab()
     found = plain_kidneys(**args)["left"]
@@ -288,7 +288,7 @@ def test_solid_organ_is_followed_into_its_lighter_back_not_into_the_bowel_beside
     reads beside the ribs) touching a fluid-filled loop (15 HU in a 45 HU wall) and a thin
     sheet of muscle density (the diaphragm, 5 mm); noise as on a 3 mm scan and as on the
     1 mm phantom with 40 HU, where a single light voxel in the ball must not break the organ."""
-    from surgplan.imaging.segment.soft_tissue import solid_organs
+    from surgplan.imaging.segment.around.soft_tissue import solid_organs
 
     s = 2.0
     z, y, x = np.mgrid[0:40, 0:80, 0:80] * s
@@ -402,7 +402,7 @@ def test_solid_organs_are_the_reference_liver_and_spleen_not_the_stomach(shared_
     from surgplan.imaging.loader import load_volume
     from surgplan.imaging.segment.body import body_outline
     from surgplan.imaging.segment.grid import volume_box_lps
-    from surgplan.imaging.segment.soft_tissue import WALL_MM, solid_organs
+    from surgplan.imaging.segment.around.soft_tissue import WALL_MM, solid_organs
 
     d = shared_data / "ct-abdomen-lumbar"
     image = load_volume(d / "dicom-j2k-20-slices", modality="CT").to_sitk()

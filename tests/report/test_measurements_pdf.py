@@ -101,7 +101,7 @@ def test_report_command_prints_the_measurements_of_a_case_file(report_case, repo
     """`surgplan report PATH --plan case.surgplan`: the plan, the edited anatomy and the
     measurements kept in the case file, as the window saved them."""
     from surgplan.cli import main
-    from surgplan.ui.case_files import save_case
+    from surgplan.planning.case_files import save_case
 
     d, vol, anatomy, ctx = report_case
     items = _landmark_measurements(small_phantom)
@@ -119,7 +119,7 @@ def test_report_command_prints_the_measurements_of_a_case_file(report_case, repo
 def test_report_command_refuses_a_case_file_without_a_plan(report_case, small_phantom,
                                                             tmp_path, capsys):
     from surgplan.cli import main
-    from surgplan.ui.case_files import save_case
+    from surgplan.planning.case_files import save_case
 
     d, vol, anatomy, ctx = report_case
     case = save_case(tmp_path / "measured.surgplan", None, None, vol,

@@ -11,7 +11,7 @@ import pytest
 from surgplan.core.errors import PlanFileError
 from surgplan.planning.measurements import Measurement, measurements_from_json, \
     measurements_to_json
-from surgplan.ui.case_files import read_measurements, save_case
+from surgplan.planning.case_files import read_measurements, save_case
 
 
 def _items():

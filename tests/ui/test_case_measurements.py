@@ -11,8 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from surgplan.core.errors import PlanFileError
-from surgplan.ui.case_files import load_case, read_measurements, save_case
-from surgplan.ui.measurements import Measurement
+from surgplan.planning.case_files import load_case, read_measurements, save_case
+from surgplan.planning.measurements import Measurement
 
 
 def _measurements():

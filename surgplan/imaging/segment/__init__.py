@@ -2,6 +2,14 @@
 
 Public entry points: :func:`segment_ct`, :func:`segment_mr`, and
 :func:`segment_volume`, which picks one by the volume's modality.
+
+Layout: the spine steps shared by CT and MR sit here (working grids :mod:`.grid`, the
+body outline and the CT-number check :mod:`.body`,
+canal track :mod:`.canal`, spine curve :mod:`.spine_curve` and its slice frames
+:mod:`.spine_frame`, disc planes :mod:`.discs`, vertebrae :mod:`.vertebrae`, names
+:mod:`.naming`, vertebral parts :mod:`.parts`, canal, sac, roots and foramina
+:mod:`.neural`), with the CT pipeline in :mod:`.pipeline`; the MR pipeline and its own
+steps in :mod:`.mr`; the structures around the spine on CT in :mod:`.around`.
 """
 
 from __future__ import annotations

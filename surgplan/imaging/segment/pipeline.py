@@ -27,7 +27,7 @@ from surgplan.imaging.segment.naming import name_segments, rib_bearing_segments
 from surgplan.imaging.segment.neural import model_neural
 from surgplan.imaging.segment.parts import label_parts, spans_from_segments
 from surgplan.imaging.segment.spine_curve import fit_spine_curve
-from surgplan.imaging.segment.surroundings import SpineContext, segment_surroundings
+from surgplan.imaging.segment.around.surroundings import SpineContext, segment_surroundings
 from surgplan.imaging.segment.vertebrae import (
     BONE_HU, fill_unlabelled, label_canal, label_vertebrae, reclaim_own_bone, refine_on_input,
     segments_from_planes, split_ribs, split_sacroiliac, trim_ribs,

@@ -7,7 +7,7 @@ A ``.surgplan`` file is a zip archive::
     plan.json            the plan (surgplan.planning.save_plan format)
     segmentation/        labels.json + label maps (surgplan.imaging.segmentation_files)
     measurements.json    distances and angles drawn on the slices, LPS mm
-                         (surgplan.ui.measurements); absent from files written
+                         (surgplan.planning.measurements); absent from files written
                          before it existed, which read as having none
 
 The images are not copied into it (they can be large and carry patient data):
@@ -36,11 +36,11 @@ def save_case(path, plan, anatomy, volume, *, source: str = "", selected: int = 
               measurements=None, progress=None, cancel=None) -> Path:
     """Write ``plan`` and ``anatomy`` (may be None) to ``path`` atomically.
 
-    ``measurements`` (:class:`~surgplan.ui.measurements.Measurement` values, LPS mm)
+    ``measurements`` (:class:`~surgplan.planning.measurements.Measurement` values, LPS mm)
     are stored when given.  The version stays 1: the member is optional, so older
     SurgPlan versions still open the file (without the measurements).
     """
-    from surgplan.ui.measurements import measurements_to_json
+    from surgplan.planning.measurements import measurements_to_json
 
     from surgplan.imaging.segmentation_files import write_segmentation
     from surgplan.planning import save_plan
@@ -135,7 +135,7 @@ def read_measurements(path) -> list:
     PlanFileError
         Not a case file, or its measurements do not read.
     """
-    from surgplan.ui.measurements import measurements_from_json
+    from surgplan.planning.measurements import measurements_from_json
 
     path = Path(path)
     read_manifest(path)

@@ -8,8 +8,8 @@ right-anterior.  That is the unenhanced CT picture with the contrast reversed (b
 darker than its surroundings instead of denser than fat), so the same search is used:
 the image is mapped onto a blood/fat scale (flow void → blood, fat → fat, by the
 marrow signal, which every lumbar MR holds) and
-:func:`surgplan.imaging.segment.vessels_plain.plain_vessels` follows each vessel near
-where :func:`surgplan.imaging.segment.vessels.modelled_vessels` places it.  A vessel
+:func:`surgplan.imaging.segment.around.vessels_plain.plain_vessels` follows each vessel near
+where :func:`surgplan.imaging.segment.around.vessels.modelled_vessels` places it.  A vessel
 followed over at least half its modelled length is ``segmented`` (continued by the model
 where it was not seen); the others are the ``modelled`` no-go tubes.
 
@@ -27,8 +27,8 @@ from scipy import ndimage as ndi
 
 from surgplan.imaging.segment.grid import WorkGrid
 from surgplan.imaging.segment.spine_frame import slice_frames
-from surgplan.imaging.segment.vessels import SOURCE, VesselResult, modelled_vessels
-from surgplan.imaging.segment.vessels_plain import (BLOOD_MID_HU, FAT_MID_HU, MIN_COVER,
+from surgplan.imaging.segment.around.vessels import SOURCE, VesselResult, modelled_vessels
+from surgplan.imaging.segment.around.vessels_plain import (BLOOD_MID_HU, FAT_MID_HU, MIN_COVER,
                                                     complete_from_model, plain_vessels)
 
 #: The flow-void level is this percentile of the signal inside the modelled vessel tubes

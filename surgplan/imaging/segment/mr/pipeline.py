@@ -9,12 +9,12 @@ then a marker watershed onto its cortex → discs between the bodies → the dur
 sac → names counted from the sacrum.  Labels go back to the input grid by
 nearest neighbour.
 
-Around the sac (:mod:`surgplan.imaging.segment.mr_neural`): the spinal canal,
+Around the sac (:mod:`surgplan.imaging.segment.mr.neural`): the spinal canal,
 modelled from the bodies' back wall, the sac and the dark tissue behind it, and
 the exiting nerve roots, modelled as on CT and followed on the image in the
 foramen where a dark root shows in bright fat (``segmented`` there).
 
-In front of the bodies (:mod:`surgplan.imaging.segment.mr_vessels`): the aorta,
+In front of the bodies (:mod:`surgplan.imaging.segment.mr.vessels`): the aorta,
 IVC and common iliac vessels, followed as dark flow voids where the image shows
 them (``segmented``), else the CT pipeline's model placed from the MR bodies
 (``modelled``); a vessel mostly outside a narrow sagittal field is not labelled
@@ -34,9 +34,9 @@ from scipy import ndimage as ndi
 from surgplan.core.errors import SegmentationError
 from surgplan.core.progress import CancelToken, ProgressCallback, check, no_progress
 from surgplan.imaging.anatomy import Anatomy, Structure, VertebraFrame
-from surgplan.imaging.segment import mr_neural as mn
-from surgplan.imaging.segment import mr_spine as ms
-from surgplan.imaging.segment import mr_vessels as mv
+from surgplan.imaging.segment.mr import neural as mn
+from surgplan.imaging.segment.mr import spine as ms
+from surgplan.imaging.segment.mr import vessels as mv
 from surgplan.imaging.segment.canal import CanalTrack
 from surgplan.imaging.segment.grid import WorkGrid, volume_box_lps
 from surgplan.imaging.segment.vertebrae import segments_from_planes

@@ -16,12 +16,12 @@ said in the findings with the reason.
   slice from the L3 level up and down; each slice may grow only a little beyond the
   previous one, which keeps it from leaking into neighbouring muscles (ANATOMY.md:
   ≈ 2 cm² at L1 to ≈ 12 cm² at L5, ≈ 48 HU).
-- *Vessels*: :mod:`surgplan.imaging.segment.vessels`.
+- *Vessels*: :mod:`surgplan.imaging.segment.around.vessels`.
 - *Kidneys*: where contrast enhances them (> 140 HU), a solid organ of 40–600 ml
   beside the spine at T11–L3; otherwise the unenhanced parenchyma (≈ 30 HU) inside
-  the perirenal fat (:mod:`surgplan.imaging.segment.kidneys_plain`).  A kidney found
+  the perirenal fat (:mod:`surgplan.imaging.segment.around.kidneys_plain`).  A kidney found
   neither way is left out and the findings say so.
-- *Skin*, *subcutaneous fat*, *bowel*: :mod:`surgplan.imaging.segment.soft_tissue`.
+- *Skin*, *subcutaneous fat*, *bowel*: :mod:`surgplan.imaging.segment.around.soft_tissue`.
 - *Body*: every voxel of the body outline that no other label holds, so the union
   of all labels is the outline.
 """
@@ -39,13 +39,13 @@ from surgplan.core.progress import CancelToken, check
 from surgplan.imaging.anatomy import Structure
 from surgplan.imaging.segment.body import IN_SLICE
 from surgplan.imaging.segment.grid import WorkGrid
-from surgplan.imaging.segment.kidneys_plain import PARENCHYMA_HU, plain_kidneys
-from surgplan.imaging.segment.soft_tissue import (
+from surgplan.imaging.segment.around.kidneys_plain import PARENCHYMA_HU, plain_kidneys
+from surgplan.imaging.segment.around.soft_tissue import (
     SKIN_MM, bowel_region, subcutaneous_fat, surface_depth_mm,
 )
 from surgplan.imaging.segment.spine_curve import SpineCurve
 from surgplan.imaging.segment.spine_frame import SliceFrames, slice_frames
-from surgplan.imaging.segment.vessels import segment_vessels
+from surgplan.imaging.segment.around.vessels import segment_vessels
 from surgplan.imaging.structures import kind_of
 
 #: Bone outside the vertebrae (smoothed HU); cancellous iliac bone of the elderly is
@@ -456,7 +456,7 @@ def _bbox(mask: np.ndarray, margin: int):
 def kidneys(ctx: SpineContext, frames: SliceFrames, au: np.ndarray, av: np.ndarray,
             exclude: np.ndarray) -> tuple:
     """``({"kidney left": (mask, notes), …}, findings)``: enhanced kidneys, else unenhanced
-    ones (:mod:`surgplan.imaging.segment.kidneys_plain`)."""
+    ones (:mod:`surgplan.imaging.segment.around.kidneys_plain`)."""
     s = ctx.work.spacing_mm
     names = ctx.names
     seg = frames.segment

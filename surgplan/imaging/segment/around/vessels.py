@@ -12,7 +12,7 @@ to a corridor in front of the spine; the bifurcation is the highest slice below
 which the arterial tree is two separate sections.
 
 *Unenhanced.*  Without contrast the vessels are blood-density tubes outlined by fat:
-:mod:`surgplan.imaging.segment.vessels_plain` follows each near where the model below
+:mod:`surgplan.imaging.segment.around.vessels_plain` follows each near where the model below
 places it, and a vessel followed over at least half its modelled length is
 ``segmented`` (continued by the model, moved onto its course, where it was not seen).
 
@@ -35,7 +35,7 @@ from scipy import ndimage as ndi
 
 from surgplan.imaging.segment.grid import WorkGrid
 from surgplan.imaging.segment.spine_frame import SliceFrames
-from surgplan.imaging.segment.vessels_plain import MIN_COVER, complete_from_model, plain_vessels
+from surgplan.imaging.segment.around.vessels_plain import MIN_COVER, complete_from_model, plain_vessels
 
 #: Opacified artery (HU, smoothed): arterial phase 290–360, blurred at its wall.
 ARTERY_HU = 200.0
