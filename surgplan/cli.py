@@ -237,27 +237,51 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run(args.path, screenshot=getattr(args, "screenshot", None))
 
 
+def phantom_fingerprint() -> str:
+    """Eight hex digits that change whenever the phantom's code changes.
+
+    The demo case is the phantom written to DICOM once; a copy made by older
+    phantom code (another lamina, no S1 roots) would go on being shown, with
+    truth labels the current segmentation no longer matches.
+    """
+    import hashlib
+
+    import surgplan.imaging as imaging
+
+    digest = hashlib.sha1()
+    for f in sorted(Path(imaging.__file__).parent.glob("phantom*.py")):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def demo_cache_dir() -> Path:
-    """Where the built-in demo case is written once and reused."""
+    """Where the built-in demo case is written once and reused (one per phantom code)."""
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "surgplan" / f"demo-{__version__}"
+    return base / "surgplan" / f"demo-{__version__}-{phantom_fingerprint()}"
 
 
 def ensure_demo_case(progress=None) -> Path:
-    """Write the demo case to the cache unless a complete copy is there."""
+    """Write the demo case to the cache unless a complete copy is there.
+
+    Copies this version wrote with other phantom code are removed (≈ 60 MB each).
+    """
+    import shutil
+
     from surgplan.imaging.phantom import PhantomSpec, write_demo
 
     out = demo_cache_dir()
     marker = out / ".complete"
     if not marker.exists():
         tmp = out.with_name(out.name + ".partial")
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         write_demo(tmp, PhantomSpec(), progress=progress)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         marker.write_text("ok\n")
+        for old in out.parent.glob(f"demo-{__version__}*"):
+            if old != out and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
     return out
 
 

@@ -131,3 +131,29 @@ def test_a_missing_plan_file_is_named_not_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(missing) in err and "No such file" in err and "Traceback" not in err
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_demo_case_is_rewritten_when_the_phantom_code_changes(tmp_path, monkeypatch):
+    """A demo written by older phantom code is not shown again, and its copy is removed."""
+    import surgplan.cli as cli
+    import surgplan.imaging.phantom as phantom
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    written = []
+
+    def write_demo(out, spec, progress=None):  # the real one takes ~10 s; the cache is tested
+        out.mkdir(parents=True)
+        (out / "ct").write_text("phantom")
+        written.append(out)
+
+    monkeypatch.setattr(phantom, "write_demo", write_demo)
+    stale = tmp_path / "surgplan" / f"demo-{cli.__version__}-00000000"
+    stale.mkdir(parents=True)
+    (stale / ".complete").write_text("ok\n")
+    first = cli.ensure_demo_case()
+    assert first.name == f"demo-{cli.__version__}-{cli.phantom_fingerprint()}"
+    assert (first / ".complete").exists() and not stale.exists()
+    assert cli.ensure_demo_case() == first and len(written) == 1  # reused, not rewritten
+    monkeypatch.setattr(cli, "phantom_fingerprint", lambda: "feedf00d")
+    second = cli.ensure_demo_case()
+    assert second != first and len(written) == 2 and not first.exists()
