@@ -417,6 +417,11 @@ class KambinTriangle:
                 "base_mm": round(self.base_mm, 2), "height_mm": round(self.height_mm, 2)}
 
 
+#: Least volume (ml) of a superior articular process that can bound Kambin's triangle: a
+#: fifth of a small lumbar SAP (≈ 15 × 12 × 10 mm, 1–2 ml).
+MIN_SAP_ML = 0.3
+
+
 def kambin_triangle(ctx: PlanningContext, level: str, side: str) -> Tuple[Optional[KambinTriangle],
                                                                            str]:
     """Kambin's triangle at a disc ``level`` (``L4-L5``) and ``side``, or None and why not.
@@ -447,6 +452,16 @@ def _kambin(ctx: PlanningContext, level: str, side: str):
     discp = _voxels_local(ctx, _boxed(ctx, disc), fr)
     if not len(sap) or not len(body) or not len(rootp):
         return None, f"Kambin's triangle not computed: the SAP of {lower} ({side}) is empty"
+    voxvol = float(np.prod(ctx.anatomy.ijk_spacing_mm))  # mm³
+    sap_ml = len(sap) * voxvol / 1000.0
+    if sap_ml < MIN_SAP_ML:
+        # A few stray voxels would set the triangle's medial side wherever they lie and
+        # call it closed or open by chance (real 3 mm CT: L5's SAPs held 5 and 2 voxels,
+        # the rest of the articular bone sitting in L4's label across the facet joint).
+        return None, (f"Kambin's triangle not computed: the superior articular process of "
+                      f"{lower} ({side}) holds only {sap_ml:.2f} ml, too little to "
+                      "place the triangle's medial side (a lumbar SAP is ≈ 1–2 ml; at this "
+                      "resolution its bone may be counted with the vertebra above)")
     sp = float(np.min(ctx.anatomy.ijk_spacing_mm))
     half = sp / 2
     # base: the upper endplate of the lower vertebra, at its posterior part
@@ -475,7 +490,6 @@ def _kambin(ctx: PlanningContext, level: str, side: str):
         return None, f"Kambin's triangle not computed: {root} does not cross the foramen"
     bins, cen = bins[okb], cen[okb]
     seg = np.linalg.norm(np.diff(cen, axis=0), axis=1).sum()
-    voxvol = float(np.prod(ctx.anatomy.ijk_spacing_mm))
     inb = (us >= bins[0] - sp / 2) & (us < bins[-1] + sp / 2)
     radius = float(np.sqrt(inb.sum() * voxvol / (np.pi * max(seg, sp))))
     lows = cen[:, 2] - radius

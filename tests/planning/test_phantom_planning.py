@@ -403,3 +403,24 @@ def test_a_proposal_outside_the_usual_tilt_says_what_blocks_the_usual_one(teld):
                 # the iliac crest blocks the usual 12-42° there (DOMAIN.md: Sousa et al.)
                 assert "ilium left" in notes[0], notes[0]
     assert outside >= 1  # L5-S1 on the phantom is steeper than the usual 42°
+
+
+def test_kambin_is_not_computed_on_a_few_stray_sap_voxels(small_phantom, small_phantom_truth):
+    """A SAP of a few voxels (its bone counted with the vertebra above on a coarse CT) does
+    not decide whether the triangle is open: the plan says why it was not computed."""
+    import dataclasses
+
+    from surgplan.imaging.structures import PART_CODES
+
+    a = small_phantom_truth
+    code = PART_CODES["superior articular process left"]
+    l5 = a.vertebrae == a.structure("L5").label
+    sap = np.argwhere((a.parts == code) & l5)
+    parts = np.array(a.parts)
+    parts[(parts == code) & l5] = PART_CODES["lamina"]
+    for k, j, i in sap[:5]:  # five stray voxels left, as on the real 3 mm CT
+        parts[k, j, i] = code
+    ctx = PlanningContext.build(dataclasses.replace(a, parts=parts), small_phantom.ct)
+    tri, why = kambin_triangle(ctx, "L4-L5", "left")
+    assert tri is None and "superior articular process of L5 (left)" in why and "ml" in why
+    assert kambin_triangle(ctx, "L4-L5", "right")[0] is not None  # the other side stands
