@@ -128,6 +128,18 @@ def test_disc_heights(phantom_case):
     assert 12 <= phantom_case.landmarks.discs["disc L4-L5"].height_mm <= 15
 
 
+def test_laminae_of_neighbours_never_touch(phantom_case):
+    """An interlaminar window (the ligamentum flavum's) opens between every pair of laminae,
+    L5-S1 included, where IELD enters; neighbours meet only at the facets and discs."""
+    sp = phantom_case.ct.spacing_mm[::-1]
+    order = ["T12"] + LUMBAR + ["S1"]
+    for upper, lower in zip(order[:-1], order[1:]):
+        lam_u = _part_mask(phantom_case, upper, "lamina")
+        lam_l = _part_mask(phantom_case, lower, "lamina")
+        gap = ndimage.distance_transform_edt(~lam_l, sampling=sp)[lam_u].min()
+        assert gap >= 3.0, (upper, lower, gap)
+
+
 def test_canal_size(phantom_case):
     inside = np.isin(phantom_case.labels, [phantom_case.label_value(n) for n in
                                           ("spinal canal", "dural sac")])
