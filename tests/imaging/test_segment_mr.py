@@ -391,3 +391,41 @@ def test_mr_roots_carry_their_centre_lines(segmented):
             + segmented.ijk_to_lps[:3, 3]
         # the painted root is the tube around its line (radius <= 3.5 mm, 1.6 mm voxels)
         assert np.mean(polyline_distance_mm(vox, pts) <= 5.5) >= 0.95, name
+
+
+# --- the front of a body off the midline ---------------------------------------------------
+
+
+def _body_with_crus(spot: bool):
+    """A 40 × 30 mm oval of marrow (100) in a 2.5 mm dark cortex (30), with tissue of the
+    marrow's signal all around it (the crus and psoas of upper lumbar levels on T2)."""
+    from types import SimpleNamespace
+
+    from surgplan.imaging.segment.grid import WorkGrid
+
+    img = np.full((40, 80, 80), 100.0, np.float32)
+    y, x = np.mgrid[0:80, 0:80].astype(float)
+    r = np.sqrt(((x - 40) / 20.0) ** 2 + ((y - 45) / 15.0) ** 2)
+    img[:, (r > 1.0) & (r < 1.0 + 2.5 / 15.0)] = 30.0
+    if spot:
+        # a dark vein inside the marrow, 8 mm in front of the centre and 4 mm aside
+        img[:, 36:39, 43:46] = 30.0
+    grid = WorkGrid(np.zeros(3), 1.0, img.shape)
+    sg = SimpleNamespace(centre_lps=np.array([40.0, 45.0, 20.0]), t=np.array([0.0, 0, 1]),
+                         u=np.array([1.0, 0, 0]), v=np.array([0.0, 1, 0]))
+    return img, grid, sg
+
+
+def test_body_front_recedes_at_the_sides_where_marrow_like_tissue_lies_in_front():
+    """Beside the midline the outline stops at the anterolateral cortex, not at the
+    search limit in the crus in front of it; a dark spot inside the marrow is no wall."""
+    from surgplan.imaging.segment.mr import spine as ms
+
+    for spot in (False, True):
+        img, grid, sg = _body_with_crus(spot)
+        offs, front = ms.front_profile(img, grid, sg, (16.0, 15.0, 20.0, 20.0), 85.0, 115.0)
+        # the cortex lies at 15·sqrt(1 − (u/20)²) mm in front of the centre
+        expected = 15.0 * np.sqrt(1.0 - (offs / 20.0) ** 2)
+        assert np.all(np.abs(front - expected) <= 1.5), (spot, offs, front, expected)
+        side = np.abs(offs) >= 12.0
+        assert side.any() and np.all(front[side] < 13.0)

@@ -158,10 +158,10 @@ def segment_mr(volume: Volume, *, progress: Optional[ProgressCallback] = None,
                         "(fused spine, field too short, or too little contrast)")
     check(cancel)
     report(0.5, "vertebral bodies")
-    bodies, walls = ms.label_bodies(img, grid, segs, discs, marrow, scale)
+    bodies, walls, fronts = ms.label_bodies(img, grid, segs, discs, marrow, scale)
     check(cancel)
     report(0.65, "vertebral bodies: edges")
-    bodies = ms.refine_bodies(img, grid, segs, discs, bodies, walls, scale, marrow)
+    bodies = ms.refine_bodies(img, grid, segs, discs, bodies, walls, scale, marrow, fronts)
     bodies, cut = _drop_cut_top(bodies, segs)
     if cut:
         findings.append("a vertebral body cut by the top of the field (less than half the size "

@@ -425,16 +425,21 @@ def label_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list, mar
     a 2 mm opening (which cuts thin bridges to pedicles, rib heads and psoas),
     with holes filled.
 
+    In front, the wall is also found off the midline (:func:`front_profile`):
+    the anterolateral cortex curves back, and the crus and psoas in front of it
+    have the marrow's signal on T2.
+
     Returns
     -------
-    (numpy.ndarray, dict)
-        uint16 labels on the grid, and ``{segment index: (front, back, right,
-        left)}`` wall distances (mm) from each body's centre.
+    (numpy.ndarray, dict, dict)
+        uint16 labels on the grid, ``{segment index: (front, back, right,
+        left)}`` wall distances (mm) from each body's centre, and ``{segment
+        index: (offsets across, front distances)}`` (mm) of :func:`front_profile`.
     """
     out = np.zeros(img_s.shape, np.uint16)
     half = {id(d.plane): d.half_height_mm for d in discs}
     sp = grid.spacing_mm
-    all_walls = {}
+    all_walls, all_fronts = {}, {}
     for n, sg in enumerate(segs, start=1):
         box = _segment_box(grid, sg, img_s.shape)
         if box is None:
@@ -456,10 +461,14 @@ def label_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list, mar
         hi_v = min(med + width, scale.csf)
         m = (sub.ravel() >= lo_v) & (sub.ravel() <= hi_v)
         m &= np.abs(a_u) < BODY_HALF_WIDTH_MM
-        walls = body_walls(img_s, grid, sg, med - max(WALL_SD * sd, WALL_FLOOR * marrow),
-                           med + max(WALL_SD * sd, WALL_FLOOR * marrow), scale.csf)
+        wall_lo = med - max(WALL_SD * sd, WALL_FLOOR * marrow)
+        wall_hi = med + max(WALL_SD * sd, WALL_FLOOR * marrow)
+        walls = body_walls(img_s, grid, sg, wall_lo, wall_hi, scale.csf)
         m &= _inside_walls(a_u, a_v, walls, 1.0)
         all_walls[n] = walls
+        front_u = front_profile(img_s, grid, sg, walls, wall_lo, wall_hi)
+        all_fronts[n] = front_u
+        m &= _in_front_profile(a_u, a_v, front_u, 1.0)
         for plane, sign in ((sg.lower, 1.0), (sg.upper, -1.0)):
             if plane is not None:
                 m &= sign * plane.signed_mm(pts) > half.get(id(plane), 2.0)
@@ -480,7 +489,7 @@ def label_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list, mar
         keep = ndi.binary_fill_holes(keep)
         view = out[box]
         view[keep & (view == 0)] = n
-    return out, all_walls
+    return out, all_walls, all_fronts
 
 
 #: Thickness (mm) of the cortical shell added outside the flooded marrow.
@@ -496,6 +505,72 @@ def _inside_walls(a_u: np.ndarray, a_v: np.ndarray, walls: tuple, margin_mm: flo
     cv, hv = 0.5 * (back - front), 0.5 * (back + front)
     cu, hu = 0.5 * (left - right), 0.5 * (left + right)
     return (np.abs((a_u - cu) / hu) ** SHAPE_POWER + np.abs((a_v - cv) / hv) ** SHAPE_POWER) <= 1.0
+
+
+#: Spacing (mm) of the walks forward across a body, and the share of each
+#: half-width they cover (further out they start in the pedicle or psoas).
+FRONT_STEP_MM = 2.0
+FRONT_REACH = 0.75
+#: ... and how long (mm) the signal must stay out of the wall band there.
+FRONT_RUN_MM = 2.0
+#: ... out of this band (robust SDs of the body's core), as wide as the lateral
+#: walls': thick sagittal slices blur the anterolateral cortex as they blur those.
+FRONT_SD = LATERAL_SD
+
+
+def front_profile(img_s: np.ndarray, grid: WorkGrid, sg, walls: tuple, lo_v: float,
+                  hi_v: float) -> tuple:
+    """Front wall distance (mm) at offsets across a body, from walks off the midline.
+
+    A lumbar body is kidney-shaped: beside the midline its anterior cortex
+    curves back, and in front of it lie the diaphragmatic crus, the psoas and
+    the segmental vessels, of marrow-like signal (crus, psoas) or dark (flow
+    voids).  Every :data:`FRONT_STEP_MM` across, five rays (±6 mm along the
+    spine) walk forward from the centre's height; the wall is where the signal
+    leaves the band [``lo_v``, ``hi_v``] (widened to :data:`FRONT_SD`) for
+    :data:`FRONT_RUN_MM`, at least 4 mm out, median over the rays.  The front
+    is never further than the midline's, and it only recedes towards the sides
+    (a short wall with a longer one further out is a spot inside the marrow).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Offsets along ``sg.u`` (mm) and the front distance at each (mm).
+    """
+    front, _, right, left = walls
+    offs = np.arange(-FRONT_REACH * right, FRONT_REACH * left + 1e-6, FRONT_STEP_MM)
+    if len(offs) == 0:
+        return np.zeros(1), np.array([front])
+    ts = np.arange(-6.0, 6.1, 3.0)
+    steps = np.arange(0.0, front + 0.5, 0.5)
+    pts = (sg.centre_lps[None, None, None, :] - steps[:, None, None, None] * sg.v
+           + offs[None, :, None, None] * sg.u + ts[None, None, :, None] * sg.t)
+    val = ndi.map_coordinates(img_s, grid.lps_to_index(pts.reshape(-1, 3)).T, order=1,
+                              cval=np.nan).reshape(len(steps), len(offs), len(ts))
+    # marrow is patchy (veins, fat, sclerosis): only a clearly dark or bright run
+    # is a wall, as for the lateral walls
+    pad = 0.5 * (hi_v - lo_v) * (FRONT_SD / WALL_SD - 1.0)
+    out = ~((val >= lo_v - pad) & (val <= hi_v + pad))
+    run = int(round(FRONT_RUN_MM / 0.5))
+    hits = np.ones(out[: len(out) - run + 1].shape, bool)
+    for k in range(run):
+        hits &= out[k: len(out) - run + 1 + k]
+    hits &= steps[: len(hits), None, None] >= 4.0
+    dist = np.where(hits.any(axis=0), steps[np.argmax(hits, axis=0)], front)
+    dist = np.minimum(np.median(dist, axis=1), front)
+    # the front recedes steadily from the midline to the sides: a short wall with
+    # a longer one further out is a vein or a fatty patch inside the marrow
+    mid = int(np.argmin(np.abs(offs)))
+    dist[mid:] = np.maximum.accumulate(dist[mid:][::-1])[::-1]
+    dist[: mid + 1] = np.maximum.accumulate(dist[: mid + 1])
+    return offs, dist
+
+
+def _in_front_profile(a_u: np.ndarray, a_v: np.ndarray, front_u: tuple,
+                      margin_mm: float) -> np.ndarray:
+    """Points (across ``a_u``, back ``a_v``, mm) behind the front profile + margin."""
+    offs, dist = front_u
+    return a_v >= -(np.interp(a_u, offs, dist) + margin_mm)
 
 
 def body_walls(img_s: np.ndarray, grid: WorkGrid, sg, lo_v: float, hi_v: float,
@@ -570,7 +645,8 @@ def _wall_mm(img_s: np.ndarray, grid: WorkGrid, sg, direction: np.ndarray, lo_v:
 
 
 def refine_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list,
-                  bodies: np.ndarray, walls: dict, scale: MrScale, marrow: float) -> np.ndarray:
+                  bodies: np.ndarray, walls: dict, scale: MrScale, marrow: float,
+                  fronts: Optional[dict] = None) -> np.ndarray:
     """Move each body's outline onto the strongest edges: a marker watershed.
 
     The band of :func:`label_bodies` misses marrow of uneven signal (veins,
@@ -602,6 +678,8 @@ def refine_bodies(img_s: np.ndarray, grid: WorkGrid, segs: list, discs: list,
         # inside the walls, plus room for the cortex (≈ 3 mm)
         w = walls[n]
         ok = _inside_walls(a_u, a_v, w, 3.0)
+        if fronts and n in fronts:
+            ok &= _in_front_profile(a_u, a_v, fronts[n], 3.0)
         for plane, sign in ((sg.lower, 1.0), (sg.upper, -1.0)):
             if plane is not None:
                 ok &= sign * plane.signed_mm(pts) > max(half.get(id(plane), 2.0) - 2.5, 0.5)
